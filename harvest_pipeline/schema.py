@@ -116,3 +116,53 @@ RAW_KINDS: dict[str, pa.Schema] = {
 """Every kind compaction writes, by the ``kind=`` value of its folder."""
 
 ALL_SYMBOLS = "ALL"
+
+FEATURES_1S = pa.schema(
+    [
+        pa.field("time_ms", pa.int64(), nullable=False),
+        pa.field("second_of_day", pa.int32(), nullable=False),
+        pa.field("open", pa.float64()),
+        pa.field("high", pa.float64()),
+        pa.field("low", pa.float64()),
+        pa.field("close", pa.float64()),
+        pa.field("volume", pa.float64(), nullable=False),
+        pa.field("quote_volume", pa.float64(), nullable=False),
+        pa.field("vwap", pa.float64()),
+        pa.field("trade_count", pa.int64(), nullable=False),
+        pa.field("buy_volume", pa.float64(), nullable=False),
+        pa.field("sell_volume", pa.float64(), nullable=False),
+        pa.field("delta", pa.float64(), nullable=False),
+        pa.field("cvd", pa.float64(), nullable=False),
+        pa.field("best_bid", pa.float64()),
+        pa.field("best_ask", pa.float64()),
+        pa.field("bid_size", pa.float64()),
+        pa.field("ask_size", pa.float64()),
+        pa.field("mid", pa.float64()),
+        pa.field("spread_bps", pa.float64()),
+        pa.field("microprice", pa.float64()),
+        pa.field("imbalance_l1", pa.float64()),
+        pa.field("book_updates", pa.int64(), nullable=False),
+        pa.field("ofi", pa.float64(), nullable=False),
+        pa.field("ofi_z", pa.float64()),
+        pa.field("cvd_z", pa.float64()),
+        pa.field("fusion", pa.float64()),
+        pa.field("fusion_signal", pa.int8()),
+        pa.field("trades_per_s_trailing", pa.float64(), nullable=False),
+        pa.field("realized_vol_trailing", pa.float64()),
+        pa.field("session", pa.string(), nullable=False),
+        pa.field("regime", pa.string(), nullable=False),
+        pa.field("vol_bucket", pa.string()),
+        pa.field("scenario_2x2", pa.string()),
+        pa.field("fee_tier", pa.string(), nullable=False),
+        pa.field("is_empty", pa.bool_(), nullable=False),
+        pa.field("book_stale", pa.bool_(), nullable=False),
+        pa.field("latency_ms_p50", pa.float64()),
+        pa.field("latency_ms_p99", pa.float64()),
+        pa.field("gap", pa.bool_(), nullable=False),
+    ]
+)
+"""``features_1s``: one row per UTC second of the day (86,400 rows per date x symbol), defined in docs/features.md.
+
+Floats only (exact decimal sums are cast to DOUBLE at the end); nulls mean "not defined yet" (no trade or book update
+so far today, z-score warm-up), never "missing data": empty seconds are rows with ``is_empty = true``.
+"""

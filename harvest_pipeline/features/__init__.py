@@ -1,0 +1,1 @@
+"""Per-second features: DuckDB SQL for the set-based columns, numpy for the rolling statistics and labels."""

@@ -1,0 +1,65 @@
+"""`harvest features --date D --symbol S`: build one day's features from the Parquet on disk and print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+
+import numpy as np
+
+from harvest_pipeline.features.quality import empty_minute_rate
+from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
+from harvest_pipeline.paths import DataPaths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``features`` subcommand."""
+    parser = subparsers.add_parser("features", help="build and summarise the per-second features of one day x symbol")
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="UTC date, YYYY-MM-DD")
+    parser.add_argument("--symbol", required=True, help="symbol as in the Parquet tree, e.g. BTCUSDT")
+    parser.add_argument("--data", help="data root (default: HARVEST_DATA_ROOT or ./data)")
+    parser.add_argument("--fee-tier", default=FeatureParams.fee_tier, help="fee tier label (default TM)")
+    parser.add_argument("--no-write", action="store_true", help="only print; do not write kind=features_1s")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build, optionally write, and print the summary; exit code 1 when the day has no trades at all."""
+    paths = DataPaths.from_env(args.data)
+    started = time.perf_counter()
+    feature_day = build_features(paths.parquet, args.date, args.symbol.upper(), FeatureParams(fee_tier=args.fee_tier))
+    elapsed = time.perf_counter() - started
+    written = None if args.no_write else write_features(feature_day, paths.parquet)
+    print(summarize(feature_day, elapsed))
+    if written:
+        print(f"written: {written}")
+    return 0 if feature_day.table.column("trade_count").to_numpy().sum() else 1
+
+
+def summarize(feature_day: FeatureDay, elapsed_s: float) -> str:
+    """A few lines a person can check at a glance: coverage, prices, flow, signals, quality."""
+    table = feature_day.table
+
+    def column(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False)
+
+    trades = column("trade_count")
+    close = column("close").astype(float)
+    signals = column("fusion_signal").astype(float)
+    empty = empty_minute_rate(table)
+    last_close = close[~np.isnan(close)][-1] if (~np.isnan(close)).any() else float("nan")
+    latency = feature_day.latency_ms
+    return "\n".join(
+        [
+            f"features_1s {feature_day.symbol} {feature_day.day}: {table.num_rows} rows in {elapsed_s:.2f} s",
+            f"  trades {int(trades.sum())} in {int(np.count_nonzero(trades))} non-empty seconds; "
+            f"volume {column('volume').sum():.8g}; last close {last_close:.8g}; end CVD {column('cvd')[-1]:.8g}",
+            f"  book updates {int(column('book_updates').sum())}; stale seconds {int(column('book_stale').sum())}",
+            f"  fusion signal: +1 x{int((signals == 1).sum())}, -1 x{int((signals == -1).sum())}, "
+            f"undefined x{int(np.isnan(signals).sum())}",
+            f"  empty minutes {empty['empty_minutes']}/{empty['covered_minutes']} covered; "
+            f"latency p50 {latency['p50']} ms p99 {latency['p99']} ms; "
+            f"feed gaps {len(feature_day.gaps)} ({int(column('gap').sum())} seconds)",
+        ]
+    )

@@ -1,0 +1,90 @@
+"""Which raw Parquet files feed one UTC day x symbol, and how they appear inside a DuckDB connection.
+
+Readers glob ``kind=KIND/*.parquet`` only. Consolidation keeps that directory holding either the per-segment parts or
+one consolidated day file (plus parts that arrived after it), never both versions of the same rows, so the glob never
+double counts (see ``consolidation``). Part files may still overlap each other (a row seen by two connections), so
+every reader here deduplicates by exchange id as well.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from harvest_pipeline.schema import ALL_SYMBOLS, BOOKTICKER, EVENTS, PRICES
+
+MS_PER_DAY = 86_400_000
+
+
+def kind_dir(parquet_root: Path, day: dt.date, symbol: str, kind: str) -> Path:
+    """The hive directory of one date x symbol x kind: ``date=YYYY-MM-DD/symbol=SYM/kind=KIND``."""
+    return parquet_root / f"date={day.isoformat()}" / f"symbol={symbol}" / f"kind={kind}"
+
+
+def visible_files(directory: Path) -> list[Path]:
+    """The Parquet files a reader sees in one kind directory, in name order (hidden and temp files excluded)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+
+
+def day_start_ms(day: dt.date) -> int:
+    """Epoch milliseconds of 00:00:00 UTC on ``day``."""
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class DaySources:
+    """The raw files behind one day x symbol: trades, L1 book and the feed ledger (symbol's and connection-wide)."""
+
+    day: dt.date
+    symbol: str
+    prices: list[Path]
+    bookticker: list[Path]
+    events: list[Path]
+
+    @classmethod
+    def discover(cls, parquet_root: Path, day: dt.date, symbol: str) -> DaySources:
+        """Find the files; events come from the day before and after too, since a gap may straddle midnight."""
+        event_days = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)]
+        events = [
+            path
+            for event_day in event_days
+            for owner in (symbol, ALL_SYMBOLS)
+            for path in visible_files(kind_dir(parquet_root, event_day, owner, "events"))
+        ]
+        return cls(
+            day=day,
+            symbol=symbol,
+            prices=visible_files(kind_dir(parquet_root, day, symbol, "prices")),
+            bookticker=visible_files(kind_dir(parquet_root, day, symbol, "bookticker")),
+            events=events,
+        )
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Expose the files as views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (empty when absent)."""
+        for view, files, schema in (
+            ("prices_raw", self.prices, PRICES),
+            ("bookticker_raw", self.bookticker, BOOKTICKER),
+            ("events_raw", self.events, EVENTS),
+        ):
+            register_parquet_view(con, view, files, schema)
+
+
+def register_parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list[Path], schema: pa.Schema) -> None:
+    """Create ``view`` over ``files`` (hive columns off: they live in the path), or an empty table of ``schema``."""
+    if files:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {read_parquet_sql(files)}")
+    else:
+        con.register(f"{view}_empty", schema.empty_table())
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
+
+
+def read_parquet_sql(files: list[Path]) -> str:
+    """A ``read_parquet([...])`` table expression over exactly these files (hive columns off: they live in the path)."""
+    listing = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
+    return f"read_parquet([{listing}], hive_partitioning = false)"

@@ -1,0 +1,175 @@
+"""DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, latency and feed-gap flags.
+
+Every statement reads the views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (see ``sources``) and takes
+``$day_start`` (epoch ms of 00:00 UTC). Rows are bucketed by exchange *event* time ``E``, the same clock that assigns
+them to a date partition, so every row of the partition lands in one of the day's 86,400 seconds.
+
+Sums (volumes, CVD, OFI) are accumulated as exact DECIMALs and cast to DOUBLE only at the end: the result does not
+depend on summation order, so a re-run (or another thread count) gives bit-identical features.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+SECONDS_PER_DAY = 86_400
+
+TRADES = """
+trades AS (
+    SELECT agg_trade_id, event_time_ms, price, qty, is_buyer_maker, latency_ms,
+           (event_time_ms - $day_start) // 1000 AS second_of_day
+    FROM prices_raw
+    WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
+    QUALIFY row_number() OVER (PARTITION BY agg_trade_id ORDER BY recv_time_ns, segment, line) = 1
+)"""
+
+# One L1 update per exchange update id, ordered by it; e is the Cont-Kukanov-Stoikov contribution of update n
+# (0 for the day's first update, whose predecessor is unknown: every comparison with NULL is false).
+TICKS = """
+ticks_dedup AS (
+    SELECT update_id, event_time_ms, bid_price AS b, bid_qty AS bq, ask_price AS a, ask_qty AS aq, latency_ms,
+           (event_time_ms - $day_start) // 1000 AS second_of_day
+    FROM bookticker_raw
+    WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
+    QUALIFY row_number() OVER (PARTITION BY update_id ORDER BY recv_time_ns, segment, line) = 1
+),
+ticks AS (
+    SELECT *,
+        (CASE WHEN b >= lag(b) OVER w THEN bq ELSE 0 END)
+      - (CASE WHEN b <= lag(b) OVER w THEN lag(bq) OVER w ELSE 0 END)
+      - (CASE WHEN a <= lag(a) OVER w THEN aq ELSE 0 END)
+      + (CASE WHEN a >= lag(a) OVER w THEN lag(aq) OVER w ELSE 0 END) AS e
+    FROM ticks_dedup
+    WINDOW w AS (ORDER BY update_id)
+)"""
+
+# A feed gap window [lo_ms, hi_ms]: its own time range when the ledger has one, a disconnect lasts until the next
+# (re)connection record (or the end of the day), anything else is an instant.
+GAP_WINDOWS = """
+ledger AS (SELECT DISTINCT * FROM events_raw),
+reconnects AS (
+    SELECT event_time_ms FROM ledger WHERE event IN ('connect', 'subscribed', 'recovered')
+),
+gap_windows AS (
+    SELECT event, stream, reason, count, event_time_ms,
+           coalesce(from_time_ms, event_time_ms) AS lo_ms,
+           coalesce(
+               to_time_ms,
+               CASE WHEN event = 'disconnect' THEN coalesce(
+                   (SELECT min(r.event_time_ms) FROM reconnects r WHERE r.event_time_ms >= l.event_time_ms),
+                   $day_start + 86400000 - 1)
+               END,
+               event_time_ms) AS hi_ms
+    FROM ledger l
+    WHERE event IN ('gap', 'write_loss', 'disconnect', 'watchdog')
+),
+day_gap_windows AS (
+    SELECT * FROM gap_windows WHERE hi_ms >= $day_start AND lo_ms < $day_start + 86400000
+)"""
+
+GAP_EVENT_KINDS = ("gap", "write_loss", "disconnect", "watchdog")
+
+PER_SECOND = f"""
+WITH {TRADES}, {TICKS}, {GAP_WINDOWS},
+grid AS (SELECT range AS second_of_day FROM range(86400)),
+trade_seconds AS (
+    SELECT second_of_day,
+           arg_min(price, agg_trade_id) AS open, max(price) AS high, min(price) AS low,
+           arg_max(price, agg_trade_id) AS close,
+           sum(qty) AS volume, sum(price * qty) AS quote_volume, count(*) AS trade_count,
+           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0) AS buy_volume,
+           coalesce(sum(qty) FILTER (WHERE is_buyer_maker), 0) AS sell_volume
+    FROM trades GROUP BY second_of_day
+),
+book_seconds AS (
+    SELECT second_of_day,
+           arg_max(b, update_id) AS b, arg_max(a, update_id) AS a,
+           arg_max(bq, update_id) AS bq, arg_max(aq, update_id) AS aq,
+           max(event_time_ms) AS last_book_ms, count(*) AS book_updates, sum(e) AS ofi
+    FROM ticks GROUP BY second_of_day
+),
+latency_seconds AS (
+    SELECT second_of_day,
+           quantile_cont(latency_ms, 0.5) AS latency_ms_p50, quantile_cont(latency_ms, 0.99) AS latency_ms_p99
+    FROM (SELECT second_of_day, latency_ms FROM trades UNION ALL SELECT second_of_day, latency_ms FROM ticks)
+    GROUP BY second_of_day
+),
+gap_seconds AS (
+    SELECT DISTINCT g.second_of_day
+    FROM grid g JOIN day_gap_windows w
+      ON w.lo_ms < $day_start + (g.second_of_day + 1) * 1000 AND w.hi_ms >= $day_start + g.second_of_day * 1000
+),
+carried AS (
+    SELECT g.second_of_day,
+           t.open, t.high, t.low, t.volume, t.quote_volume, t.buy_volume, t.sell_volume,
+           coalesce(t.trade_count, 0) AS trade_count,
+           last_value(t.close IGNORE NULLS) OVER running AS close,
+           sum(coalesce(t.buy_volume - t.sell_volume, 0)) OVER running AS cvd,
+           last_value(k.b IGNORE NULLS) OVER running AS b,
+           last_value(k.a IGNORE NULLS) OVER running AS a,
+           last_value(k.bq IGNORE NULLS) OVER running AS bq,
+           last_value(k.aq IGNORE NULLS) OVER running AS aq,
+           last_value(k.last_book_ms IGNORE NULLS) OVER running AS last_book_ms,
+           coalesce(k.book_updates, 0) AS book_updates, coalesce(k.ofi, 0) AS ofi,
+           l.latency_ms_p50, l.latency_ms_p99,
+           gs.second_of_day IS NOT NULL AS gap
+    FROM grid g
+    LEFT JOIN trade_seconds t USING (second_of_day)
+    LEFT JOIN book_seconds k USING (second_of_day)
+    LEFT JOIN latency_seconds l USING (second_of_day)
+    LEFT JOIN gap_seconds gs USING (second_of_day)
+    WINDOW running AS (ORDER BY g.second_of_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+floats AS (
+    SELECT second_of_day, trade_count, book_updates, last_book_ms, latency_ms_p50, latency_ms_p99, gap,
+           open::DOUBLE AS open, high::DOUBLE AS high, low::DOUBLE AS low, close::DOUBLE AS close,
+           coalesce(volume, 0)::DOUBLE AS volume, coalesce(quote_volume, 0)::DOUBLE AS quote_volume,
+           quote_volume::DOUBLE / volume::DOUBLE AS vwap,
+           coalesce(buy_volume, 0)::DOUBLE AS buy_volume, coalesce(sell_volume, 0)::DOUBLE AS sell_volume,
+           coalesce(buy_volume - sell_volume, 0)::DOUBLE AS delta, cvd::DOUBLE AS cvd,
+           b::DOUBLE AS b, a::DOUBLE AS a, bq::DOUBLE AS bq, aq::DOUBLE AS aq, ofi::DOUBLE AS ofi
+    FROM carried
+)
+SELECT $day_start + second_of_day * 1000 AS time_ms, second_of_day::INTEGER AS second_of_day,
+       open, high, low, close, volume, quote_volume, vwap, trade_count, buy_volume, sell_volume, delta, cvd,
+       b AS best_bid, a AS best_ask, bq AS bid_size, aq AS ask_size,
+       (b + a) / 2 AS mid,
+       (a - b) / ((b + a) / 2) * 1e4 AS spread_bps,
+       (b * aq + a * bq) / nullif(aq + bq, 0) AS microprice,
+       (bq - aq) / nullif(bq + aq, 0) AS imbalance_l1,
+       book_updates, ofi,
+       trade_count = 0 AS is_empty,
+       coalesce($day_start + (second_of_day + 1) * 1000 - last_book_ms > $stale_after_ms, true) AS book_stale,
+       latency_ms_p50, latency_ms_p99, gap
+FROM floats
+ORDER BY second_of_day
+"""
+
+DAY_GAPS = f"""
+WITH {GAP_WINDOWS}
+SELECT event, stream, reason, count, event_time_ms, lo_ms AS from_ms, hi_ms AS to_ms
+FROM day_gap_windows ORDER BY lo_ms, event, event_time_ms
+"""
+
+
+DAY_LATENCY = f"""
+WITH {TRADES}, {TICKS}
+SELECT quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99, count(latency_ms) AS rows
+FROM (SELECT latency_ms FROM trades UNION ALL SELECT latency_ms FROM ticks)
+"""
+
+
+def per_second_columns(con: duckdb.DuckDBPyConnection, day_start: int, stale_after_ms: int) -> pa.Table:
+    """Trade, book, OFI and quality columns for all 86,400 seconds of the day starting at ``day_start`` (epoch ms)."""
+    return con.sql(PER_SECOND, params={"day_start": day_start, "stale_after_ms": stale_after_ms}).to_arrow_table()
+
+
+def day_gap_windows(con: duckdb.DuckDBPyConnection, day_start: int) -> list[dict]:
+    """The ledger's feed gaps overlapping the day, one dict each (event, stream, reason, count, times in ms)."""
+    return con.sql(DAY_GAPS, params={"day_start": day_start}).to_arrow_table().to_pylist()
+
+
+def day_latency(con: duckdb.DuckDBPyConnection, day_start: int) -> dict:
+    """Percentiles of receive latency (recv - E, ms) over the day's deduplicated trades and L1 updates."""
+    return con.sql(DAY_LATENCY, params={"day_start": day_start}).to_arrow_table().to_pylist()[0]
