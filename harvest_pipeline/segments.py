@@ -392,6 +392,11 @@ class OpenSegment:
         for line in lines:
             self.stats.add(line.kind, line.stream, line.recv_ns, len(line.data))
 
+    def sync(self) -> None:
+        """fsync what was appended so far (bounds what a power loss can take; a process crash loses nothing)."""
+        if self._fd is not None:
+            self._fs.fsync(self._fd)
+
     def seal(self, sealed_root: Path, sealed_at_ns: int | None = None) -> SegmentMeta | None:
         """Make the segment durable and immutable. Idempotent: after an ``OSError`` call it again to resume.
 

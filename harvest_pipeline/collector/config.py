@@ -1,0 +1,129 @@
+"""Collector settings: one typed object with defaults, overridable by ``HARVEST_*`` environment variables and CLI flags.
+
+Precedence: CLI flag > environment variable > default. ``CollectorConfig.from_env`` reads the environment;
+``harvest collect`` then applies the flags it was given (``config_with_overrides``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+MAX_STREAMS_PER_CONNECTION = 200
+
+DEFAULT_ROUTES: dict[str, str] = {
+    "aggTrade": "market",
+    "depth@100ms": "public",
+    "bookTicker": "public",
+}
+"""Which routed endpoint serves each stream kind (Binance USD-M since 2026-04-23; a wrong route is silent)."""
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Everything the collector can be told. Times are seconds, sizes bytes."""
+
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+    stream_kinds: tuple[str, ...] = ("aggTrade", "depth@100ms", "bookTicker")
+    routes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    ws_base: str = "wss://fstream.binance.com"
+    rest_base: str = "https://fapi.binance.com"
+    collector_id: str = "c1"
+    data_root: str | None = None
+    streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    max_frame_bytes: int = 4 * 1024 * 1024
+    connect_timeout_s: float = 10.0
+    connect_stagger_s: float = 0.25
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    stable_after_s: float = 30.0
+    watchdog_s: float = 60.0
+    max_connection_age_s: float = 23.5 * 3600
+    rotation_jitter_s: float = 600.0
+    rotation_overlap_s: float = 10.0
+    snapshot_limit: int = 1000
+    rest_weight_per_minute: int = 1200
+    rest_timeout_s: float = 10.0
+    snapshot_retry_max_s: float = 60.0
+    segment_max_age_s: float = 60.0
+    segment_max_bytes: int = 64 * 1024 * 1024
+    fsync_interval_s: float = 1.0
+    queue_max_lines: int = 200_000
+    queue_max_bytes: int = 256 * 1024 * 1024
+    write_retry_initial_s: float = 0.1
+    write_retry_max_s: float = 5.0
+    disk_free_warn_bytes: int = 2 * 1024**3
+    shutdown_deadline_s: float = 15.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
+    ready_file: str | None = None
+    fs_factory: str | None = None
+
+    def __post_init__(self) -> None:
+        for symbol in self.symbols:
+            if not SYMBOL_PATTERN.match(symbol):
+                raise ValueError(f"symbol {symbol!r} is invalid: expected 2-20 upper-case letters or digits")
+        if not self.symbols:
+            raise ValueError("at least one symbol is needed")
+        for kind in self.stream_kinds:
+            if kind not in self.routes:
+                raise ValueError(f"stream kind {kind!r} has no route; known: {sorted(self.routes)}")
+        if not 1 <= self.streams_per_connection <= MAX_STREAMS_PER_CONNECTION:
+            raise ValueError(f"streams_per_connection must be 1-{MAX_STREAMS_PER_CONNECTION}")
+        if self.segment_max_age_s <= 0 or self.segment_max_bytes <= 0:
+            raise ValueError("segment_max_age_s and segment_max_bytes must be positive")
+
+    def streams_by_route(self) -> dict[str, list[str]]:
+        """Stream names (lower-case symbol ``@`` kind) grouped by the routed endpoint that serves them."""
+        grouped: dict[str, list[str]] = {}
+        for kind in self.stream_kinds:
+            for symbol in self.symbols:
+                grouped.setdefault(self.routes[kind], []).append(f"{symbol.lower()}@{kind}")
+        return grouped
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> CollectorConfig:
+        """Defaults overridden by ``HARVEST_<FIELD>`` variables (e.g. ``HARVEST_SYMBOLS=BTCUSDT,ETHUSDT``)."""
+        env = os.environ if environ is None else environ
+        overrides = {f.name: env[env_name(f.name)] for f in dataclasses.fields(cls) if env_name(f.name) in env}
+        return config_with_overrides(cls(), overrides)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that overrides a config field."""
+    return f"HARVEST_{field_name.upper()}"
+
+
+def config_with_overrides(config: CollectorConfig, overrides: dict[str, Any]) -> CollectorConfig:
+    """A copy of ``config`` with fields replaced; string values are converted to the field's type."""
+    types = {f.name: f.type for f in dataclasses.fields(CollectorConfig)}
+    converted: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in types:
+            raise ValueError(f"unknown collector setting {name!r}")
+        converted[name] = _convert(name, types[name], value) if isinstance(value, str) else value
+    return dataclasses.replace(config, **converted)
+
+
+def _convert(name: str, type_name: str, value: str) -> Any:
+    try:
+        if type_name.startswith("dict"):
+            pairs = (part.split("=", 1) for part in value.split(",") if part.strip())
+            return {**DEFAULT_ROUTES, **{key.strip(): route.strip() for key, route in pairs}}
+        if type_name.startswith("tuple"):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+    except ValueError:
+        raise ValueError(f"collector setting {name}={value!r} is not a valid {type_name}") from None
+    if type_name.startswith("str"):
+        return value
+    raise ValueError(f"collector setting {name} cannot be set from text")

@@ -1,0 +1,96 @@
+"""Where frames enter the collector: the record sink, per-stream state, sequence trackers and gap handling.
+
+Connections call ``emit`` for every record and look streams up in ``entries`` (keyed by the raw stream-name bytes
+found in the frame) so the per-frame work is a dict lookup, a few attribute writes, an encode and a queue offer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger
+from harvest_pipeline.collector.config import CollectorConfig
+from harvest_pipeline.collector.metrics import CollectorMetrics
+from harvest_pipeline.collector.sequencing import AggTradeSequence, DepthSequence, Gap, sequence_for
+from harvest_pipeline.collector.streams import StreamState
+from harvest_pipeline.segments import Line, encode_control
+
+log = logging.getLogger(__name__)
+
+
+class StreamEntry(NamedTuple):
+    """What the hot path needs about a subscribed stream."""
+
+    name: str
+    state: StreamState
+    sequence: AggTradeSequence | DepthSequence | None
+    symbol: str
+
+
+class Intake:
+    """Shared by all connections of one collector process (all on the asyncio thread)."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        queue: BoundedLineQueue,
+        ledger: DropLedger,
+        clock: Callable[[], int],
+        metrics: CollectorMetrics,
+    ):
+        self.clock = clock
+        self.queue = queue
+        self.ledger = ledger
+        self.metrics = metrics
+        self.streams: dict[str, StreamState] = {}
+        self.entries: dict[bytes, StreamEntry] = {}
+        self.request_snapshot: Callable[[str, str], None] = lambda symbol, reason: None
+        for route, names in config.streams_by_route().items():
+            for name in names:
+                state = StreamState(name, route)
+                self.streams[name] = state
+                symbol = name.partition("@")[0].upper()
+                self.entries[name.encode()] = StreamEntry(name, state, sequence_for(name), symbol)
+
+    def emit(self, line: Line) -> None:
+        """Queue one record; if the queue is full, count it as lost (the writer records the loss later)."""
+        if not self.queue.offer(line):
+            self.ledger.record(line)
+
+    def check_sequence(self, entry: StreamEntry, raw: bytes, conn_id: str, next_seq: Callable[[], int]) -> None:
+        """Follow the stream's exchange ids; record a gap and ask for a snapshot when needed."""
+        sequence = entry.sequence
+        assert sequence is not None
+        gap = sequence.observe(raw)
+        if gap is not None:
+            self.record_gap(gap, conn_id, next_seq())
+        if isinstance(sequence, DepthSequence) and sequence.needs_snapshot:
+            sequence.needs_snapshot = False
+            self.request_snapshot(entry.symbol, "start" if gap is None else "pu chain break")
+
+    def record_gap(self, gap: Gap, conn_id: str, seq: int) -> None:
+        """Write a ``gap`` record, count it and log one line."""
+        self.metrics.gaps.labels(gap.stream, gap.reason).inc()
+        log.warning(
+            "gap on %s (%s): expected %d, got %d, missing %s",
+            gap.stream,
+            gap.reason,
+            gap.expected,
+            gap.got,
+            gap.missing,
+        )
+        self.emit(
+            encode_control(
+                self.clock(),
+                conn_id,
+                seq,
+                "gap",
+                gap.stream,
+                reason=gap.reason,
+                expected=gap.expected,
+                got=gap.got,
+                missing=gap.missing,
+            )
+        )

@@ -1,0 +1,202 @@
+"""REST depth snapshots: one symbol at a time, within a request-weight budget, never blocking a reader.
+
+Readers call ``request(symbol, reason)`` (a set insert). A single task works through the requests: it waits for
+weight budget (a sliding one-minute window, also respecting the server's ``X-MBX-USED-WEIGHT-1M``), fetches
+``/fapi/v1/depth`` and stores the body verbatim as a ``snapshot`` record. HTTP 429/418 pauses all snapshots for
+``Retry-After`` (recorded as a ``gap`` record: that symbol's book stays unsynchronised meanwhile); other failures
+are retried per symbol with capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+
+import aiohttp
+
+from harvest_pipeline.collector.config import CollectorConfig
+from harvest_pipeline.collector.connection import parse_retry_after
+from harvest_pipeline.collector.intake import Intake
+from harvest_pipeline.collector.shard import backoff_delay
+from harvest_pipeline.segments import encode_control, encode_snapshot
+
+log = logging.getLogger(__name__)
+
+WEIGHT_WINDOW_S = 60.0
+DEFAULT_RETRY_AFTER_S = 60.0
+
+
+def depth_weight(limit: int) -> int:
+    """Request weight of ``GET /fapi/v1/depth`` for a given ``limit`` (Binance USD-M table)."""
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+class WeightBudget:
+    """A sliding one-minute window of request weight spent by this process."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._spent: deque[tuple[float, int]] = deque()
+        self._server_used = 0
+        self._server_seen_at = 0.0
+
+    def wait_s(self, weight: int, now: float) -> float:
+        """Seconds to wait before spending ``weight`` (0 when it fits now)."""
+        while self._spent and now - self._spent[0][0] >= WEIGHT_WINDOW_S:
+            self._spent.popleft()
+        if self._server_used + weight > self.per_minute and now - self._server_seen_at < WEIGHT_WINDOW_S:
+            return WEIGHT_WINDOW_S - (now - self._server_seen_at)
+        used = sum(spent for _, spent in self._spent)
+        if used + weight <= self.per_minute or not self._spent:
+            return 0.0
+        return WEIGHT_WINDOW_S - (now - self._spent[0][0])
+
+    def spend(self, weight: int, now: float) -> None:
+        """Account for a request just sent."""
+        self._spent.append((now, weight))
+
+    def server_reports(self, used: int, now: float) -> None:
+        """Take the server's ``X-MBX-USED-WEIGHT-1M`` into account (other clients may share the IP)."""
+        self._server_used = used
+        self._server_seen_at = now
+
+
+class SnapshotFetcher:
+    """Fetches depth snapshots on request, one at a time, oldest request first."""
+
+    def __init__(self, config: CollectorConfig, intake: Intake, conn_id: str, rng: random.Random):
+        self._config = config
+        self._intake = intake
+        self.conn_id = conn_id
+        self._rng = rng
+        self._seq = 0
+        self._pending: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._failures: dict[str, int] = {}
+        self._not_before: dict[str, float] = {}
+        self._paused_until = 0.0
+        self._budget = WeightBudget(config.rest_weight_per_minute)
+        self._weight = depth_weight(config.snapshot_limit)
+        self._depth_kind = next((k for k in config.stream_kinds if k.startswith("depth")), "depth")
+
+    def request(self, symbol: str, reason: str) -> None:
+        """Ask for a snapshot of ``symbol`` (deduplicated: one pending request per symbol)."""
+        if symbol not in self._pending:
+            self._pending[symbol] = reason
+            self._wake.set()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def run(self) -> None:
+        """Serve requests forever (cancelled at shutdown)."""
+        timeout = aiohttp.ClientTimeout(total=self._config.rest_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                paused = self._paused_until - time.monotonic()
+                if paused > 0:
+                    await asyncio.sleep(paused)
+                    continue
+                symbol = self._next_ready()
+                if symbol is None:
+                    self._wake.clear()
+                    wait = self._seconds_to_next()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    continue
+                budget_wait = self._budget.wait_s(self._weight, time.monotonic())
+                if budget_wait > 0:
+                    log.info("depth snapshots paused %.1f s to stay within the request-weight budget", budget_wait)
+                    await asyncio.sleep(budget_wait)
+                    continue
+                reason = self._pending.pop(symbol)
+                await self._fetch(session, symbol, reason)
+
+    def _next_ready(self) -> str | None:
+        now = time.monotonic()
+        for symbol in self._pending:
+            if self._not_before.get(symbol, 0.0) <= now:
+                return symbol
+        return None
+
+    def _seconds_to_next(self) -> float | None:
+        if not self._pending:
+            return None
+        now = time.monotonic()
+        return max(0.01, min(self._not_before.get(s, now) for s in self._pending) - now)
+
+    async def _fetch(self, session: aiohttp.ClientSession, symbol: str, reason: str) -> None:
+        url = f"{self._config.rest_base.rstrip('/')}/fapi/v1/depth"
+        params = {"symbol": symbol, "limit": str(self._config.snapshot_limit)}
+        requested_ns = self._intake.clock()
+        self._budget.spend(self._weight, time.monotonic())
+        try:
+            async with session.get(url, params=params) as response:
+                body = await response.read()
+                used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+                if used is not None and used.isdigit():
+                    self._budget.server_reports(int(used), time.monotonic())
+                status, retry_after = response.status, parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._retry_later(symbol, reason, f"{type(exc).__name__}: {exc}")
+            return
+        if status == 200:
+            self._failures.pop(symbol, None)
+            self._not_before.pop(symbol, None)
+            self._intake.metrics.snapshots.labels("ok").inc()
+            self._intake.emit(
+                encode_snapshot(
+                    self._intake.clock(),
+                    self.conn_id,
+                    self._next_seq(),
+                    symbol,
+                    body,
+                    limit=self._config.snapshot_limit,
+                    reason=reason,
+                    requested_ns=requested_ns,
+                )
+            )
+            log.info("depth snapshot of %s stored (%s, %d bytes)", symbol, reason, len(body))
+        elif status in (418, 429):
+            self._rate_limited(symbol, reason, status, retry_after)
+        else:
+            self._retry_later(symbol, reason, f"HTTP {status}: {body[:200]!r}")
+
+    def _rate_limited(self, symbol: str, reason: str, status: int, retry_after: float | None) -> None:
+        pause = retry_after if retry_after is not None else DEFAULT_RETRY_AFTER_S
+        self._intake.metrics.snapshots.labels(f"http_{status}").inc()
+        stream = f"{symbol.lower()}@{self._depth_kind}"
+        self._intake.emit(
+            encode_control(
+                self._intake.clock(),
+                self.conn_id,
+                self._next_seq(),
+                "gap",
+                stream,
+                reason=f"depth snapshot rejected: HTTP {status}",
+                retry_after_s=pause,
+            )
+        )
+        log.warning("depth snapshot of %s rejected with HTTP %d; all snapshots paused %.1f s", symbol, status, pause)
+        self._paused_until = time.monotonic() + pause
+        self._pending[symbol] = reason
+
+    def _retry_later(self, symbol: str, reason: str, error: str) -> None:
+        failures = self._failures.get(symbol, 0)
+        self._failures[symbol] = failures + 1
+        delay = backoff_delay(failures, 1.0, self._config.snapshot_retry_max_s, self._rng)
+        self._intake.metrics.snapshots.labels("error").inc()
+        log.warning("depth snapshot of %s failed: %s (will retry in %.1f s)", symbol, error, delay)
+        self._pending[symbol] = reason
+        self._not_before[symbol] = time.monotonic() + delay
