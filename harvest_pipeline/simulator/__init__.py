@@ -1,0 +1,11 @@
+"""The Binance USD-M compatible exchange simulator: websocket streams, REST, faults, accounting and replay.
+
+Use ``running_simulator(SimulatorConfig(...))`` in-process or ``harvest simulate`` as a separate process; see
+docs/simulator.md.
+"""
+
+from harvest_pipeline.simulator.config import SimulatorConfig
+from harvest_pipeline.simulator.faults import FaultError
+from harvest_pipeline.simulator.server import Simulator, running_simulator
+
+__all__ = ["FaultError", "SimulatorConfig", "Simulator", "running_simulator"]

@@ -1,0 +1,112 @@
+"""What the simulator sent: per connection and stream, frame counts, injected bad and repeated frames, first/last ids.
+
+Counts are taken when a frame is handed to the socket, so a client that stayed connected received exactly
+``frames + malformed + repeated`` frames per stream. Control replies are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StreamTally:
+    """Frames of one stream sent on one connection."""
+
+    frames: int = 0
+    malformed: int = 0
+    repeated: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    bytes: int = 0
+
+    def count_frame(self, frame_id: int, size: int) -> None:
+        """A well-formed data frame with exchange id ``frame_id`` (``a`` or ``u``) was sent."""
+        self.frames += 1
+        self.bytes += size
+        if self.first_id is None:
+            self.first_id = frame_id
+        self.last_id = frame_id
+
+    def to_json(self) -> dict[str, Any]:
+        """The accounting JSON of this tally."""
+        return {
+            "frames": self.frames,
+            "malformed": self.malformed,
+            "repeated": self.repeated,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "bytes": self.bytes,
+        }
+
+
+@dataclass
+class ConnectionRecord:
+    """One websocket connection, open or closed."""
+
+    connection_id: str
+    route: str
+    path: str
+    opened_ms: int
+    closed_ms: int | None = None
+    close_reason: str | None = None
+    streams: dict[str, StreamTally] = field(default_factory=dict)
+
+    def tally(self, stream: str) -> StreamTally:
+        """The tally of ``stream`` on this connection, created on first use."""
+        tally = self.streams.get(stream)
+        if tally is None:
+            tally = self.streams[stream] = StreamTally()
+        return tally
+
+    def to_json(self) -> dict[str, Any]:
+        """The accounting JSON of this connection."""
+        return {
+            "route": self.route,
+            "path": self.path,
+            "opened_ms": self.opened_ms,
+            "closed_ms": self.closed_ms,
+            "close_reason": self.close_reason,
+            "streams": {stream: tally.to_json() for stream, tally in self.streams.items()},
+        }
+
+
+@dataclass
+class RestTally:
+    """REST requests answered, weight charged and requests rejected by HTTP status."""
+
+    requests: int = 0
+    weight_used: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: {"429": 0})
+
+    def to_json(self) -> dict[str, Any]:
+        """The accounting JSON of REST traffic."""
+        return {"requests": self.requests, "weight_used": self.weight_used, "rejected": dict(self.rejected)}
+
+
+def stream_totals(connections: list[ConnectionRecord]) -> dict[str, dict[str, Any]]:
+    """Per stream over all connections: summed counts, smallest first id and largest last id."""
+    totals: dict[str, dict[str, Any]] = {}
+    for record in connections:
+        for stream, tally in record.streams.items():
+            total = totals.setdefault(
+                stream, {"frames": 0, "malformed": 0, "repeated": 0, "first_id": None, "last_id": None}
+            )
+            total["frames"] += tally.frames
+            total["malformed"] += tally.malformed
+            total["repeated"] += tally.repeated
+            if tally.first_id is not None:
+                first, last = total["first_id"], total["last_id"]
+                total["first_id"] = tally.first_id if first is None else min(first, tally.first_id)
+                total["last_id"] = tally.last_id if last is None else max(last, tally.last_id)
+    return totals
+
+
+def accounting_json(connections: list[ConnectionRecord], rest: RestTally) -> dict[str, Any]:
+    """The full accounting document (``GET /admin/accounting`` and the ``--accounting-file``)."""
+    return {
+        "connections": {record.connection_id: record.to_json() for record in connections},
+        "streams": stream_totals(connections),
+        "rest": rest.to_json(),
+    }

@@ -1,0 +1,46 @@
+"""The simulator's settings: one typed object with defaults, filled from keyword arguments or the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS, instrument
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that shapes a simulator run. Times are seconds; ``rate`` 1.0 is a normal busy market."""
+
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    seed: int = 1
+    rate: float = 1.0
+    ping_interval_s: float = 180.0
+    ping_timeout_s: float = 600.0
+    max_lifetime_s: float = 86400.0
+    send_queue_frames: int = 10_000
+    """Frames waiting for one client; a client whose queue is full is dropped as too slow."""
+    weight_limit_per_minute: int = 2400
+    host: str = "127.0.0.1"
+    port: int = 0
+    admin_port: int = 0
+    faults: tuple[Mapping[str, Any], ...] = ()
+    """Faults applied at start (the same dicts ``POST /admin/fault`` takes)."""
+    agg_trade_history: int = 100_000
+    """Aggregate trades kept per symbol for ``GET /fapi/v1/aggTrades``."""
+    replay: tuple[Path, ...] = ()
+    """Segments to replay instead of running the market model."""
+    replay_speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbols", tuple(instrument(symbol).symbol for symbol in self.symbols))
+        if not self.symbols:
+            raise ValueError("the simulator needs at least one symbol")
+        if self.rate < 0:
+            raise ValueError(f"rate must be >= 0, got {self.rate}")
+        if self.replay_speed <= 0:
+            raise ValueError(f"replay speed must be > 0, got {self.replay_speed}")
+        if self.send_queue_frames < 1:
+            raise ValueError(f"send_queue_frames must be >= 1, got {self.send_queue_frames}")

@@ -1,0 +1,101 @@
+"""The simulated contracts: tick and step sizes, price levels and activity, plus exact decimal formatting.
+
+Prices and quantities are integers inside the simulator (ticks and lots); they become decimal strings only on the wire,
+formatted with exactly as many decimals as the tick or step size has, the way Binance prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def decimals_of(size: str) -> int:
+    """Number of decimals in a size string such as ``"0.010"`` (3) or ``"1"`` (0)."""
+    return len(size.split(".", 1)[1]) if "." in size else 0
+
+
+def units_of(value: str, decimals: int) -> int:
+    """``value`` as an integer count of ``10**-decimals`` (``units_of("0.10", 2) == 10``)."""
+    whole, _, frac = value.partition(".")
+    return int(whole + frac.ljust(decimals, "0")[:decimals])
+
+
+def format_units(units: int, decimals: int) -> str:
+    """The decimal string of ``units * 10**-decimals`` with exactly ``decimals`` decimals (``format_units(5, 3)``
+    is ``"0.005"``)."""
+    if decimals == 0:
+        return str(units)
+    digits = str(units).rjust(decimals + 1, "0")
+    return f"{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One USD-M perpetual: its sizes, where its price starts and how busy it is at rate 1.0."""
+
+    symbol: str
+    base_asset: str
+    tick_size: str
+    step_size: str
+    start_price: str
+    mean_order_lots: int
+    """Mean size of a limit order, in steps."""
+    events_per_second: float
+    """Order-book events (limit orders, cancels, market orders) per second at rate 1.0: a normal busy market."""
+
+    @property
+    def price_decimals(self) -> int:
+        """Decimals printed for prices."""
+        return decimals_of(self.tick_size)
+
+    @property
+    def qty_decimals(self) -> int:
+        """Decimals printed for quantities."""
+        return decimals_of(self.step_size)
+
+    @property
+    def tick_units(self) -> int:
+        """One tick in price units (``10**-price_decimals``)."""
+        return units_of(self.tick_size, self.price_decimals)
+
+    @property
+    def step_units(self) -> int:
+        """One lot in quantity units (``10**-qty_decimals``)."""
+        return units_of(self.step_size, self.qty_decimals)
+
+    @property
+    def start_ticks(self) -> int:
+        """The starting mid price in ticks."""
+        return units_of(self.start_price, self.price_decimals) // self.tick_units
+
+    def price(self, ticks: int) -> str:
+        """The wire string of a price given in ticks."""
+        return format_units(ticks * self.tick_units, self.price_decimals)
+
+    def qty(self, lots: int) -> str:
+        """The wire string of a quantity given in lots."""
+        return format_units(lots * self.step_units, self.qty_decimals)
+
+
+INSTRUMENTS: dict[str, Instrument] = {
+    spec.symbol: spec
+    for spec in (
+        Instrument("BTCUSDT", "BTC", "0.10", "0.001", "97000.00", 40, 400.0),
+        Instrument("ETHUSDT", "ETH", "0.01", "0.001", "3400.00", 600, 300.0),
+        Instrument("BNBUSDT", "BNB", "0.010", "0.01", "690.000", 80, 80.0),
+        Instrument("XRPUSDT", "XRP", "0.0001", "0.1", "2.1000", 3000, 120.0),
+        Instrument("ADAUSDT", "ADA", "0.00010", "1", "0.70000", 2000, 60.0),
+        Instrument("SOLUSDT", "SOL", "0.0100", "0.01", "180.0000", 300, 150.0),
+    )
+}
+"""Every symbol the simulator can trade; the default configuration trades them all."""
+
+DEFAULT_SYMBOLS: tuple[str, ...] = tuple(INSTRUMENTS)
+
+
+def instrument(symbol: str) -> Instrument:
+    """The instrument for ``symbol`` (upper case); raises ``ValueError`` naming the known symbols otherwise."""
+    try:
+        return INSTRUMENTS[symbol.upper()]
+    except KeyError:
+        raise ValueError(f"unknown symbol {symbol!r}; the simulator trades {', '.join(INSTRUMENTS)}") from None

@@ -1,0 +1,215 @@
+"""The market model: one seeded limit order book per symbol, driven by limit orders, cancels and market orders.
+
+Pure and synchronous: no clock, no I/O. Prices are integer ticks and quantities integer lots. Every book event gets the
+next update id; market orders consume the best levels of the opposite side and produce one aggregated trade per price
+level, so trades, depth diffs and the best bid/ask always agree. The sequence of events depends only on the seed, the
+symbol and the number of events asked for.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left, insort
+from typing import NamedTuple
+
+from harvest_pipeline.simulator.instruments import Instrument
+
+MAX_LEVELS_PER_SIDE = 400
+"""Levels beyond this depth are deleted (with a diff entry): a 1000-level REST snapshot always holds the whole book."""
+MEAN_DISTANCE_TICKS = 12.0
+"""Mean distance, in ticks from the touch, at which limit orders arrive and cancels hit."""
+INITIAL_LEVELS = 150
+LIMIT_SHARE = 0.55
+CANCEL_SHARE = 0.33
+"""The rest of the events (12 %) are market orders."""
+
+
+class Trade(NamedTuple):
+    """One aggregated trade: fills of one taker order at one price."""
+
+    agg_id: int
+    price_ticks: int
+    lots: int
+    first_trade_id: int
+    last_trade_id: int
+    buyer_is_maker: bool
+    """True when the taker sold (Binance's ``m``)."""
+
+
+class Top(NamedTuple):
+    """The best bid and ask after book update ``update_id`` (what bookTicker reports)."""
+
+    update_id: int
+    bid_ticks: int
+    bid_lots: int
+    ask_ticks: int
+    ask_lots: int
+
+
+class DepthDiff(NamedTuple):
+    """Every level changed by updates ``first_update_id..last_update_id``, with its new absolute size (0 = gone)."""
+
+    first_update_id: int
+    last_update_id: int
+    previous_update_id: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+class BookSide:
+    """One side of the book: lots per price tick plus the ticks kept sorted ascending."""
+
+    def __init__(self, is_bid: bool):
+        self.is_bid = is_bid
+        self.lots: dict[int, int] = {}
+        self.ticks: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.ticks)
+
+    def best(self) -> int:
+        """The best price in ticks (highest bid, lowest ask); the side must not be empty."""
+        return self.ticks[-1] if self.is_bid else self.ticks[0]
+
+    def nth_best(self, index: int) -> int:
+        """The price ``index`` levels away from the best (0 = best)."""
+        return self.ticks[-1 - index] if self.is_bid else self.ticks[index]
+
+    def set(self, tick: int, lots: int) -> None:
+        """Give level ``tick`` an absolute size; 0 removes it."""
+        if lots:
+            if tick not in self.lots:
+                insort(self.ticks, tick)
+            self.lots[tick] = lots
+        elif tick in self.lots:
+            del self.lots[tick]
+            del self.ticks[bisect_left(self.ticks, tick)]
+
+    def top(self, count: int) -> list[tuple[int, int]]:
+        """The best ``count`` levels, best first, as ``(tick, lots)``."""
+        ticks = self.ticks[::-1][:count] if self.is_bid else self.ticks[:count]
+        return [(tick, self.lots[tick]) for tick in ticks]
+
+
+class SymbolMarket:
+    """The order book and order flow of one symbol."""
+
+    def __init__(self, spec: Instrument, seed: int):
+        self.spec = spec
+        self.rng = random.Random(f"{seed}:{spec.symbol}")
+        self.bids = BookSide(is_bid=True)
+        self.asks = BookSide(is_bid=False)
+        self.update_id = 1_000_000_000 + self.rng.randrange(10**8)
+        self.next_agg_id = 100_000_000 + self.rng.randrange(10**7)
+        self.next_trade_id = 4 * self.next_agg_id
+        self._diff_bids: dict[int, int] = {}
+        self._diff_asks: dict[int, int] = {}
+        self._diff_first: int | None = None
+        self.last_diff_update_id = self.update_id
+        self._last_top: Top | None = None
+        self._seed_book()
+
+    def _seed_book(self) -> None:
+        mid = self.spec.start_ticks
+        for distance in range(1, INITIAL_LEVELS + 1):
+            for side, tick in ((self.bids, mid - distance), (self.asks, mid + distance)):
+                if distance == 1 or self.rng.random() < 0.8:
+                    side.set(tick, self._order_lots())
+        self._last_top = self.top()
+
+    def _order_lots(self) -> int:
+        return 1 + int(self.rng.expovariate(1.0 / self.spec.mean_order_lots))
+
+    def top(self) -> Top:
+        """The current best bid and ask."""
+        bid, ask = self.bids.best(), self.asks.best()
+        return Top(self.update_id, bid, self.bids.lots[bid], ask, self.asks.lots[ask])
+
+    def event_count(self, seconds: float, multiplier: float) -> int:
+        """How many book events happen in the next ``seconds`` at ``multiplier`` times the normal rate (seeded)."""
+        mean = self.spec.events_per_second * seconds * multiplier
+        whole = int(mean)
+        return whole + (1 if self.rng.random() < mean - whole else 0)
+
+    def step(self, events: int) -> tuple[list[Trade], list[Top]]:
+        """Run ``events`` random book events; returns the trades and every change of the best bid/ask, in order."""
+        trades: list[Trade] = []
+        tops: list[Top] = []
+        rng = self.rng
+        for _ in range(events):
+            self.update_id += 1
+            if self._diff_first is None:
+                self._diff_first = self.update_id
+            draw = rng.random()
+            if draw < LIMIT_SHARE:
+                self._limit_order(rng.random() < 0.5)
+            elif draw < LIMIT_SHARE + CANCEL_SHARE:
+                self._cancel(rng.random() < 0.5)
+            else:
+                self._market_order(rng.random() < 0.5, trades)
+            top = self.top()
+            last = self._last_top
+            if last is None or top[1:] != last[1:]:
+                tops.append(top)
+            self._last_top = top
+        return trades, tops
+
+    def _set(self, side: BookSide, tick: int, lots: int) -> None:
+        side.set(tick, lots)
+        (self._diff_bids if side.is_bid else self._diff_asks)[tick] = lots
+
+    def _distance(self) -> int:
+        return min(int(self.rng.expovariate(1.0 / MEAN_DISTANCE_TICKS)), MAX_LEVELS_PER_SIDE)
+
+    def _limit_order(self, is_bid: bool) -> None:
+        side, other = (self.bids, self.asks) if is_bid else (self.asks, self.bids)
+        distance = 1 + self._distance()
+        tick = other.best() - distance if is_bid else other.best() + distance
+        self._set(side, tick, side.lots.get(tick, 0) + self._order_lots())
+        if len(side) > MAX_LEVELS_PER_SIDE:
+            self._set(side, side.nth_best(len(side) - 1), 0)
+
+    def _cancel(self, is_bid: bool) -> None:
+        side = self.bids if is_bid else self.asks
+        if len(side) <= 1:
+            return
+        tick = side.nth_best(min(int(self.rng.expovariate(1.0 / MEAN_DISTANCE_TICKS)), len(side) - 1))
+        lots = side.lots[tick]
+        self._set(side, tick, 0 if self.rng.random() < 0.5 else lots - self.rng.randint(1, lots))
+
+    def _market_order(self, taker_buys: bool, trades: list[Trade]) -> None:
+        book = self.asks if taker_buys else self.bids
+        available = sum(lots for _, lots in book.top(5))
+        wanted = min(1 + int(self.rng.expovariate(2.0 / self.spec.mean_order_lots)), available * 4 // 5)
+        while wanted > 0:
+            tick = book.best()
+            fill = min(wanted, book.lots[tick])
+            first = self.next_trade_id
+            self.next_trade_id += 1 + self.rng.randrange(3)
+            trades.append(Trade(self.next_agg_id, tick, fill, first, self.next_trade_id - 1, not taker_buys))
+            self.next_agg_id += 1
+            self._set(book, tick, book.lots[tick] - fill)
+            wanted -= fill
+
+    def skip_agg_ids(self, count: int) -> None:
+        """Never issue the next ``count`` aggregate trade ids (a real gap, as a fault)."""
+        self.next_agg_id += count
+
+    def take_diff(self) -> DepthDiff | None:
+        """The depth diff since the previous one (None when nothing changed); starts a new diff window."""
+        if self._diff_first is None:
+            return None
+        diff = DepthDiff(
+            self._diff_first,
+            self.update_id,
+            self.last_diff_update_id,
+            sorted(self._diff_bids.items(), reverse=True),
+            sorted(self._diff_asks.items()),
+        )
+        self._diff_bids, self._diff_asks, self._diff_first = {}, {}, None
+        self.last_diff_update_id = self.update_id
+        return diff
+
+    def depth(self, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The best ``limit`` bids and asks, best first."""
+        return self.bids.top(limit), self.asks.top(limit)

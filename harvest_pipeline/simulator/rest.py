@@ -1,0 +1,169 @@
+"""The REST endpoints: depth snapshots, aggregate trades and exchange info, with Binance's request-weight budget.
+
+Every response carries ``X-MBX-USED-WEIGHT-1M``. A request that would exceed the per-minute budget gets HTTP 429 with
+``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from harvest_pipeline.simulator import wire
+from harvest_pipeline.simulator.accounting import RestTally
+from harvest_pipeline.simulator.exchange import Exchange
+from harvest_pipeline.simulator.faults import FaultState
+
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+class RestResponse(NamedTuple):
+    """Status, extra headers and JSON body of one REST answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class RestError(Exception):
+    """A request Binance would answer with HTTP 400 and an error code."""
+
+    def __init__(self, code: int, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+def depth_weight(limit: int) -> int:
+    """Binance's weight of ``GET /fapi/v1/depth`` for ``limit``."""
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+class WeightBudget:
+    """Request weight used in the current clock minute, against a per-minute limit."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.time):
+        self.limit = limit
+        self.clock = clock
+        self.minute = -1
+        self.used = 0
+
+    def current(self) -> int:
+        """Weight used so far this minute."""
+        self._roll()
+        return self.used
+
+    def try_charge(self, weight: int) -> bool:
+        """Charge ``weight`` if it fits this minute's budget."""
+        self._roll()
+        if self.used + weight > self.limit:
+            return False
+        self.used += weight
+        return True
+
+    def seconds_to_reset(self) -> int:
+        """Whole seconds until the next minute starts (the ``Retry-After`` of a 429)."""
+        return max(1, math.ceil(60 - self.clock() % 60))
+
+    def _roll(self) -> None:
+        minute = int(self.clock() // 60)
+        if minute != self.minute:
+            self.minute, self.used = minute, 0
+
+
+class RestApi:
+    """Answers ``/fapi/v1/...`` GET requests from the exchange's current state."""
+
+    def __init__(self, exchange: Exchange, faults: FaultState, weight_limit: int, tally: RestTally):
+        self.exchange = exchange
+        self.faults = faults
+        self.budget = WeightBudget(weight_limit)
+        self.tally = tally
+        self._routes: dict[str, tuple[Callable[[dict[str, str]], int], Callable[[dict[str, str]], bytes]]] = {
+            "/fapi/v1/depth": (lambda q: depth_weight(_int(q, "limit", 500)), self._depth),
+            "/fapi/v1/aggTrades": (lambda q: 20, self._agg_trades),
+            "/fapi/v1/exchangeInfo": (lambda q: 1, self._exchange_info),
+            "/fapi/v1/time": (lambda q: 1, lambda q: b'{"serverTime":%d}' % _now_ms()),
+            "/fapi/v1/ping": (lambda q: 1, lambda q: b"{}"),
+        }
+
+    def handles(self, path: str) -> bool:
+        """Whether ``path`` (with its query) is a REST request."""
+        return urlsplit(path).path.startswith("/fapi/")
+
+    def answer(self, path: str) -> RestResponse:
+        """The response to ``GET path``."""
+        url = urlsplit(path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        self.tally.requests += 1
+        forced = self.faults.take_rest_status()
+        if forced is not None:
+            status, retry_after = forced
+            headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
+            return self._reject(status, headers, -1003, f"simulated HTTP {status}")
+        route = self._routes.get(url.path)
+        if route is None:
+            return self._respond(404, wire.rest_error(-1000, f"unknown endpoint {url.path}"))
+        weight_of, build = route
+        try:
+            weight = weight_of(query)
+            if not self.budget.try_charge(weight):
+                retry = str(self.budget.seconds_to_reset())
+                message = "Too many requests; current request weight budget is used up, back off."
+                return self._reject(429, {"Retry-After": retry}, -1003, message)
+            self.tally.weight_used += weight
+            return self._respond(200, build(query))
+        except RestError as exc:
+            return self._respond(exc.status, wire.rest_error(exc.code, str(exc)))
+
+    def _respond(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> RestResponse:
+        return RestResponse(status, {**(headers or {}), "X-MBX-USED-WEIGHT-1M": str(self.budget.current())}, body)
+
+    def _reject(self, status: int, headers: dict[str, str], code: int, message: str) -> RestResponse:
+        key = str(status)
+        self.tally.rejected[key] = self.tally.rejected.get(key, 0) + 1
+        return self._respond(status, wire.rest_error(code, message), headers)
+
+    def _feed(self, query: dict[str, str]):  # noqa: ANN202 - returns SymbolFeed
+        feed = self.exchange.feed(query.get("symbol", ""))
+        if feed is None:
+            raise RestError(-1121, "Invalid symbol.")
+        return feed
+
+    def _depth(self, query: dict[str, str]) -> bytes:
+        feed = self._feed(query)
+        limit = _int(query, "limit", 500)
+        if limit not in DEPTH_LIMITS:
+            raise RestError(-1130, f"Invalid limit {limit}; valid limits are {list(DEPTH_LIMITS)}.")
+        bids, asks = feed.market.depth(limit)
+        return wire.depth_snapshot(feed.spec, feed.market.update_id, _now_ms(), bids, asks)
+
+    def _agg_trades(self, query: dict[str, str]) -> bytes:
+        feed = self._feed(query)
+        limit = _int(query, "limit", 500)
+        if not 1 <= limit <= 1000:
+            raise RestError(-1130, f"Invalid limit {limit}; it must be 1..1000.")
+        from_id = _int(query, "fromId", None) if "fromId" in query else None
+        return wire.rest_agg_trades(feed.spec, feed.trades_from(from_id, limit))
+
+    def _exchange_info(self, query: dict[str, str]) -> bytes:
+        specs = [feed.spec for feed in self.exchange.feeds.values()]
+        return wire.exchange_info(specs, self.budget.limit, _now_ms())
+
+
+def _int(query: dict[str, str], key: str, default: int | None) -> int:
+    value = query.get(key)
+    if value is None:
+        if default is None:
+            raise RestError(-1102, f"Mandatory parameter '{key}' was not sent.")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise RestError(-1100, f"Illegal characters found in parameter '{key}'; legal range is integers.") from None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,283 @@
+"""The simulator server: websocket streams and REST on one port, the admin API on another, the market clock.
+
+``running_simulator(config)`` is the in-process entry point (tests, benchmarks, ``harvest up``); ``harvest simulate``
+runs the same object in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from harvest_pipeline.simulator import wire
+from harvest_pipeline.simulator.accounting import ConnectionRecord, RestTally, accounting_json
+from harvest_pipeline.simulator.admin import AdminServer
+from harvest_pipeline.simulator.config import SimulatorConfig
+from harvest_pipeline.simulator.connections import ClientConnection, Hub
+from harvest_pipeline.simulator.exchange import TICK_S, Exchange
+from harvest_pipeline.simulator.faults import FaultError, FaultState, parse_fault
+from harvest_pipeline.simulator.replay import Replay
+from harvest_pipeline.simulator.rest import RestApi
+
+log = logging.getLogger(__name__)
+websockets_log = logging.getLogger("harvest_pipeline.simulator.websockets")
+websockets_log.setLevel(logging.WARNING)  # websockets logs every REST answer and connection at INFO
+
+HOUSEKEEPING_S = 0.05
+MAX_CONTROL_STREAMS = 1024
+
+
+def parse_ws_path(path: str) -> tuple[str, bool, list[str]] | None:
+    """``(route, combined, streams)`` of a websocket path like ``/market/stream?streams=a/b``; None if not a route."""
+    url = urlsplit(path)
+    parts = url.path.strip("/").split("/")
+    if len(parts) < 2 or parts[0] not in wire.ROUTES:
+        return None
+    if parts[1] == "ws":
+        return parts[0], False, [part for part in parts[2:] if part]
+    if parts[1] == "stream" and len(parts) == 2:
+        streams = parse_qs(url.query).get("streams", [""])[-1]
+        return parts[0], True, [stream for stream in streams.split("/") if stream]
+    return None
+
+
+class Simulator:
+    """A running simulator. Create with ``running_simulator``; its attributes are the contract's in-process API."""
+
+    def __init__(self, config: SimulatorConfig):
+        self.config = config
+        self.faults = FaultState()
+        self.hub = Hub(self.faults)
+        self.exchange = Exchange(config, self.hub, self.faults)
+        self.rest_tally = RestTally()
+        self.rest = RestApi(self.exchange, self.faults, config.weight_limit_per_minute, self.rest_tally)
+        self.replay = Replay(config.replay, config.replay_speed, self.hub) if config.replay else None
+        self.max_lifetime_s = config.max_lifetime_s
+        self.records: list[ConnectionRecord] = []
+        self.connections: dict[str, ClientConnection] = {}
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self._admin = AdminServer(self)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ws_base = self.rest_base = self.admin_base = ""
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Life cycle
+
+    async def start(self) -> None:
+        """Listen on both ports, apply the configured faults and start the market clock (or the replay)."""
+        config = self.config
+        self._server = await serve(
+            self._handle_connection,
+            config.host,
+            config.port,
+            process_request=self._process_request,
+            ping_interval=config.ping_interval_s,
+            ping_timeout=config.ping_timeout_s,
+            max_queue=64,
+            compression=None,
+            server_header="harvest-simulator",
+            logger=websockets_log,
+        )
+        port = self._server.sockets[0].getsockname()[1]
+        self.ws_base, self.rest_base = f"ws://{config.host}:{port}", f"http://{config.host}:{port}"
+        self.admin_base = await self._admin.start(config.admin_port)
+        for fault in config.faults:
+            await self.apply_fault(fault)
+        source = self.replay.run() if self.replay is not None else self._run_market_clock()
+        self._tasks = [asyncio.create_task(source), asyncio.create_task(self._run_housekeeping())]
+        log.info("simulator listening: streams %s, admin %s", self.ws_base, self.admin_base)
+
+    async def stop(self) -> None:
+        """Stop the clock, close every connection with a close frame and stop listening."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(self.connections.values()):
+            conn.close("server shutdown")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self._admin.stop()
+
+    async def _run_market_clock(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += TICK_S
+            delay = next_at - loop.time()
+            if delay < -1.0:
+                next_at = loop.time()
+            await asyncio.sleep(max(delay, 0.0))
+            self.exchange.run_tick(time.time_ns() // 1_000_000, loop.time())
+
+    async def _run_housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            self._cut_old_connections(loop.time())
+
+    def _cut_old_connections(self, now: float) -> None:
+        for conn in list(self.connections.values()):
+            if now - conn.opened_at >= self.max_lifetime_s:
+                conn.close("max lifetime")
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Requests and connections
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.rest.handles(request.path):
+            answer = self.rest.answer(request.path)
+            headers = Headers(
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(answer.body))),
+                    ("Connection", "close"),
+                ]
+            )
+            for name, value in answer.headers.items():
+                headers[name] = value
+            reason = "OK" if answer.status == 200 else "Error"
+            return Response(answer.status, reason, headers, answer.body)
+        if parse_ws_path(request.path) is None:
+            return connection.respond(404, f"no websocket route {request.path}; use /public/... or /market/...\n")
+        return None
+
+    async def _handle_connection(self, ws: ServerConnection) -> None:
+        parsed = parse_ws_path(ws.request.path if ws.request else "")
+        if parsed is None:
+            return
+        route, combined, streams = parsed
+        record = ConnectionRecord(f"c{next(self._ids)}", route, ws.request.path, time.time_ns() // 1_000_000)
+        self.records.append(record)
+        conn = ClientConnection(ws, record, combined, self.config.send_queue_frames, asyncio.get_running_loop().time())
+        self.connections[record.connection_id] = conn
+        self.hub.subscribe(conn, streams)
+        sender = asyncio.create_task(conn.run_sender())
+        try:
+            async for message in ws:
+                self._answer_control(conn, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.remove(conn)
+            self.connections.pop(record.connection_id, None)
+            sender.cancel()
+            record.closed_ms = time.time_ns() // 1_000_000
+            if record.close_reason is None:
+                record.close_reason = _close_reason(ws)
+            conn.closed = True
+
+    def _answer_control(self, conn: ClientConnection, message: str | bytes) -> None:
+        try:
+            request = orjson.loads(message)
+            method, params, request_id = request["method"], request.get("params", []), request.get("id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.hub.send_control(conn, wire.control_error(None, "Invalid request: not a JSON control frame"))
+            return
+        valid_params = isinstance(params, list) and all(isinstance(p, str) and "@" in p for p in params)
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE") and valid_params:
+            if method == "UNSUBSCRIBE":
+                self.hub.unsubscribe(conn, params)
+            elif len(conn.streams) + len(params) > MAX_CONTROL_STREAMS:
+                self.hub.send_control(conn, wire.control_error(request_id, "Invalid request: too many streams"))
+                return
+            else:
+                self.hub.subscribe(conn, params)
+            self.hub.send_control(conn, wire.control_reply(request_id))
+        elif method == "LIST_SUBSCRIPTIONS":
+            self.hub.send_control(conn, wire.control_reply(request_id, list(conn.streams)))
+        else:
+            self.hub.send_control(conn, wire.control_error(request_id, f"Invalid request: method {method!r}"))
+
+    # ---------------------------------------------------------------------------------------------------------------
+    # Admin API
+
+    def accounting(self) -> dict[str, Any]:
+        """What was sent so far, per connection and stream (the contract's accounting JSON)."""
+        return accounting_json(self.records, self.rest_tally)
+
+    def connection_list(self) -> list[dict[str, Any]]:
+        """The open connections (``GET /admin/connections``)."""
+        return [
+            {
+                "id": conn.connection_id,
+                "route": conn.route,
+                "path": conn.record.path,
+                "streams": list(conn.streams),
+                "opened_ms": conn.record.opened_ms,
+            }
+            for conn in self.connections.values()
+        ]
+
+    async def apply_fault(self, request: Any) -> dict[str, Any]:
+        """Apply a fault (same semantics as ``POST /admin/fault``); raises ``FaultError`` for bad requests."""
+        fault = parse_fault(request)
+        name = fault["fault"]
+        now = asyncio.get_running_loop().time()
+        result: dict[str, Any] = {"ok": True, "fault": name}
+        if name == "clear":
+            self.faults.clear()
+            self.max_lifetime_s = self.config.max_lifetime_s
+        elif name == "drop_all":
+            result["dropped"] = [conn.connection_id for conn in list(self.connections.values())]
+            for conn in list(self.connections.values()):
+                conn.drop("fault drop_all")
+        elif name in ("drop_connection", "stall_connection"):
+            conn = self.connections.get(fault["connection"])
+            if conn is None:
+                open_ids = sorted(self.connections) or "none"
+                raise FaultError(f"no open connection {fault['connection']!r}; open: {open_ids}")
+            if name == "drop_connection":
+                conn.drop("fault drop_connection")
+            else:
+                self.faults.arm(fault, now)
+        elif name in ("skip_agg_ids", "break_pu"):
+            feed = self.exchange.feed(fault["symbol"])
+            if feed is None:
+                raise FaultError(f"symbol {fault['symbol']!r} is not simulated")
+            if name == "skip_agg_ids":
+                feed.market.skip_agg_ids(fault["count"])
+            else:
+                self.faults.arm(fault, now)
+        elif name == "lifetime":
+            self.max_lifetime_s = float(fault["seconds"])
+            self._cut_old_connections(now)
+        else:
+            self.faults.arm(fault, now)
+        log.info("fault applied: %s", orjson.dumps(fault).decode())
+        return result
+
+
+def _close_reason(ws: ServerConnection) -> str:
+    sent, received = ws.protocol.close_sent, ws.protocol.close_rcvd
+    if sent is not None and "ping timeout" in sent.reason:
+        return "ping timeout"
+    if received is not None:
+        return f"client closed ({received.code})"
+    return "connection lost"
+
+
+@contextlib.asynccontextmanager
+async def running_simulator(config: SimulatorConfig | None = None) -> AsyncIterator[Simulator]:
+    """Run a simulator for the duration of the ``async with`` block; it stops cleanly on exit."""
+    simulator = Simulator(config or SimulatorConfig())
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
