@@ -1,0 +1,60 @@
+"""The Dagster instance harvest runs on: ``DAGSTER_HOME`` inside the data root, with a tuned ``dagster.yaml``.
+
+Written once (never overwritten, so an operator's edits survive) by ``harvest up`` and by anything that needs the
+instance. The template turns telemetry off, queues runs with a concurrency limit that fits a 2-core machine, keeps any
+DuckDB-writing run alone (tag ``harvest/duckdb``), and bounds how much sensor/schedule tick history is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harvest_pipeline.paths import DataPaths
+
+MAX_CONCURRENT_RUNS = 2
+DUCKDB_TAG = "harvest/duckdb"
+
+DAGSTER_YAML = f"""\
+# harvest's Dagster instance (written by harvest; edit freely, it is not overwritten)
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: {MAX_CONCURRENT_RUNS}
+    tag_concurrency_limits:
+      - key: "{DUCKDB_TAG}"
+        limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+run_retries:
+  enabled: true
+  max_retries: 1
+retention:
+  schedule:
+    purge_after_days: 30
+  sensor:
+    purge_after_days:
+      skipped: 1
+      failure: 30
+      success: 7
+"""
+
+WORKSPACE_YAML = """\
+load_from:
+  - python_module:
+      module_name: harvest_pipeline.definitions
+"""
+
+
+def ensure_dagster_home(paths: DataPaths) -> Path:
+    """Create ``DAGSTER_HOME`` with ``dagster.yaml`` and a ``workspace.yaml`` if missing; return the workspace path."""
+    home = paths.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    for name, text in (("dagster.yaml", DAGSTER_YAML), ("workspace.yaml", WORKSPACE_YAML)):
+        target = home / name
+        if not target.exists():
+            tmp = target.with_name(name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(target)
+    return home / "workspace.yaml"
