@@ -18,12 +18,11 @@ DAGSTER_YAML = f"""\
 # harvest's Dagster instance (written by harvest; edit freely, it is not overwritten)
 telemetry:
   enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: {MAX_CONCURRENT_RUNS}
-    tag_concurrency_limits:
-      - key: "{DUCKDB_TAG}"
-        limit: 1
+run_queue:
+  max_concurrent_runs: {MAX_CONCURRENT_RUNS}
+  tag_concurrency_limits:
+    - key: "{DUCKDB_TAG}"
+      limit: 1
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
