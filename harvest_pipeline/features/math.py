@@ -23,24 +23,28 @@ def _row_medians(sorted_rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, (lower + upper) / 2, np.nan)
 
 
+def trailing_counts(present: np.ndarray, window: int) -> np.ndarray:
+    """Number of present seconds in [t - window, t - 1] for each t (t excluded)."""
+    running = np.concatenate([[0], np.cumsum(present, dtype=np.int64)])
+    index = np.arange(len(present))
+    return running[index] - running[np.maximum(index - window, 0)]
+
+
 def trailing_median_and_mad(
-    values: np.ndarray, present: np.ndarray, window: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each t: median, MAD and count of ``values[s]`` over present seconds s in [t - window, t - 1] (t excluded)."""
+    values: np.ndarray, present: np.ndarray, window: int, seconds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """At each of ``seconds``: median and MAD of ``values[s]`` over present s in [t - window, t - 1] (t excluded)."""
     sample = np.concatenate([np.full(window, np.nan), np.where(present, values, np.nan)])
     windows = sliding_window_view(sample[:-1], window)
-    medians = np.empty(len(values))
-    mads = np.empty(len(values))
-    counts = np.empty(len(values), dtype=np.int64)
-    for start in range(0, len(values), _ROWS_PER_CHUNK):
-        rows = windows[start : start + _ROWS_PER_CHUNK]
+    medians = np.empty(len(seconds))
+    mads = np.empty(len(seconds))
+    for start in range(0, len(seconds), _ROWS_PER_CHUNK):
+        rows = windows[seconds[start : start + _ROWS_PER_CHUNK]]
         count = np.count_nonzero(~np.isnan(rows), axis=1)
         median = _row_medians(np.sort(rows, axis=1), count)
-        deviations = np.sort(np.abs(rows - median[:, None]), axis=1)
         medians[start : start + len(rows)] = median
-        mads[start : start + len(rows)] = _row_medians(deviations, count)
-        counts[start : start + len(rows)] = count
-    return medians, mads, counts
+        mads[start : start + len(rows)] = _row_medians(np.sort(np.abs(rows - median[:, None]), axis=1), count)
+    return medians, mads
 
 
 def robust_zscore(
@@ -50,10 +54,12 @@ def robust_zscore(
 
     The sample is the present (non-empty) seconds of [t - window, t - 1]; with fewer than ``min_count`` of them the
     z-score is NaN (warm-up). ``x_t`` itself is used whether or not second t is present (an empty second is a 0).
+    Medians are only computed where the warm-up is over.
     """
-    medians, mads, counts = trailing_median_and_mad(values, present, window)
-    scale = np.maximum(MAD_TO_SIGMA * mads, sigma_floor)
-    z = np.where(counts >= min_count, (values - medians) / scale, np.nan)
+    z = np.full(len(values), np.nan)
+    ready = np.flatnonzero(trailing_counts(present, window) >= max(min_count, 1))
+    medians, mads = trailing_median_and_mad(values, present, window, ready)
+    z[ready] = (values[ready] - medians) / np.maximum(MAD_TO_SIGMA * mads, sigma_floor)
     return winsorise(z, limit)
 
 

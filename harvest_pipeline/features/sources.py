@@ -88,3 +88,16 @@ def read_parquet_sql(files: list[Path]) -> str:
     """A ``read_parquet([...])`` table expression over exactly these files (hive columns off: they live in the path)."""
     listing = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
     return f"read_parquet([{listing}], hive_partitioning = false)"
+
+
+FEATURE_INPUT_KINDS = ("prices", "bookticker", "events")
+
+
+def newest_raw_change_ns(parquet_root: Path, day: dt.date, symbol: str) -> int:
+    """Newest modification time (ns) among the visible raw files features read for a day x symbol; 0 if none."""
+    times = [
+        path.stat().st_mtime_ns
+        for kind in FEATURE_INPUT_KINDS
+        for path in visible_files(kind_dir(parquet_root, day, symbol, kind))
+    ]
+    return max(times, default=0)

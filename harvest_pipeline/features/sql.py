@@ -77,7 +77,8 @@ trade_seconds AS (
     SELECT second_of_day,
            arg_min(price, agg_trade_id) AS open, max(price) AS high, min(price) AS low,
            arg_max(price, agg_trade_id) AS close,
-           sum(qty) AS volume, sum(price * qty) AS quote_volume, count(*) AS trade_count,
+           sum(qty) AS volume, count(*) AS trade_count,
+           sum(price::DECIMAL(38, 8) * qty::DECIMAL(38, 8)) AS quote_volume,
            coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0) AS buy_volume,
            coalesce(sum(qty) FILTER (WHERE is_buyer_maker), 0) AS sell_volume
     FROM trades GROUP BY second_of_day

@@ -1,0 +1,130 @@
+"""``features_1s``: the per-second research table of one UTC day x symbol, with its quality checks and chart."""
+
+import base64
+
+import dagster as dg
+
+from assets.consolidation import DAY_SYMBOL_PARTITIONS, daily_asset_key, partition_day_symbol
+from assets.resources import HarvestStorage
+from harvest_pipeline.features.chart import render_chart
+from harvest_pipeline.features.quality import (
+    MAX_EMPTY_MINUTE_RATE,
+    MAX_LATENCY_P50_MS,
+    MAX_LATENCY_P99_MS,
+    SECONDS_PER_DAY,
+    empty_minute_rate,
+)
+from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
+
+DEFAULTS = FeatureParams()
+
+
+class FeaturesConfig(dg.Config):
+    """Run-time parameters of ``features_1s`` (defaults from the reference definitions)."""
+
+    zscore_window_s: int = DEFAULTS.zscore_window_s
+    zscore_min_count: int = DEFAULTS.zscore_min_count
+    sigma_floor: float = DEFAULTS.sigma_floor
+    winsor_limit: float = DEFAULTS.winsor_limit
+    w_ofi: float = DEFAULTS.w_ofi
+    w_cvd: float = DEFAULTS.w_cvd
+    signal_threshold: float = DEFAULTS.signal_threshold
+    regime_window_s: int = DEFAULTS.regime_window_s
+    active_trades_per_s: float = DEFAULTS.active_trades_per_s
+    vol_window_s: int = DEFAULTS.vol_window_s
+    book_stale_after_s: float = DEFAULTS.book_stale_after_s
+    default_fee_tier: str = DEFAULTS.fee_tier
+    fee_tiers: dict[str, str] = {}
+
+    def params_for(self, symbol: str) -> FeatureParams:
+        """The library parameters for one symbol (its fee tier, or the default)."""
+        fields = self.model_dump(exclude={"default_fee_tier", "fee_tiers"})
+        return FeatureParams(**fields, fee_tier=self.fee_tiers.get(symbol, self.default_fee_tier))
+
+
+FEATURE_CHECK_SPECS = [
+    dg.AssetCheckSpec("row_count_is_86400", asset="features_1s", blocking=True),
+    dg.AssetCheckSpec("empty_minute_rate", asset="features_1s"),
+    dg.AssetCheckSpec("latency_percentiles", asset="features_1s"),
+    dg.AssetCheckSpec("feed_gaps", asset="features_1s"),
+]
+
+
+@dg.asset(
+    partitions_def=DAY_SYMBOL_PARTITIONS,
+    deps=[daily_asset_key(kind) for kind in ("prices", "bookticker", "events")],
+    check_specs=FEATURE_CHECK_SPECS,
+    group_name="features",
+    kinds={"duckdb", "parquet"},
+)
+def features_1s(
+    context: dg.AssetExecutionContext, config: FeaturesConfig, storage: HarvestStorage
+) -> dg.MaterializeResult:
+    """Every second of the UTC day for one symbol: OHLCV, CVD, L1 book, OFI, z-scores, fusion, labels, quality flags.
+
+    Reads whatever raw Parquet is visible (parts during the day, the consolidated file afterwards) and writes
+    ``date=/symbol=/kind=features_1s/features.parquet`` atomically; re-running gives identical rows.
+    """
+    day, symbol = partition_day_symbol(context)
+    parquet_root = storage.paths().parquet
+    feature_day = build_features(parquet_root, day, symbol, config.params_for(symbol))
+    path = write_features(feature_day, parquet_root)
+    png = render_chart(feature_day.table, f"{symbol} {day} features_1s")
+    chart_path = path.with_name("chart.png")
+    chart_path.write_bytes(png)
+    trades = feature_day.table.column("trade_count").to_numpy()
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "rows": feature_day.table.num_rows,
+            "trades": int(trades.sum()),
+            "non_empty_seconds": int((trades > 0).sum()),
+            "feed_gaps": len(feature_day.gaps),
+            "chart": dg.MetadataValue.md(f"![features chart](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "chart_path": dg.MetadataValue.path(str(chart_path)),
+        },
+        check_results=feature_check_results(feature_day),
+    )
+
+
+def feature_check_results(feature_day: FeatureDay) -> list[dg.AssetCheckResult]:
+    """The quality gates of one features day; only the row count blocks (anything else is a warning)."""
+    empty = empty_minute_rate(feature_day.table)
+    latency = feature_day.latency_ms
+    latency_ok = latency["rows"] == 0 or (latency["p50"] < MAX_LATENCY_P50_MS and latency["p99"] < MAX_LATENCY_P99_MS)
+    warn = dg.AssetCheckSeverity.WARN
+    gaps = [{k: v for k, v in gap.items() if v is not None} for gap in feature_day.gaps]
+    return [
+        dg.AssetCheckResult(
+            check_name="row_count_is_86400",
+            passed=feature_day.table.num_rows == SECONDS_PER_DAY,
+            metadata={"rows": feature_day.table.num_rows},
+        ),
+        dg.AssetCheckResult(
+            check_name="empty_minute_rate",
+            passed=empty["rate"] < MAX_EMPTY_MINUTE_RATE,
+            severity=warn,
+            metadata={**empty, "limit": MAX_EMPTY_MINUTE_RATE},
+        ),
+        dg.AssetCheckResult(
+            check_name="latency_percentiles",
+            passed=latency_ok,
+            severity=warn,
+            metadata={
+                "p50_ms": latency["p50"] if latency["p50"] is not None else float("nan"),
+                "p99_ms": latency["p99"] if latency["p99"] is not None else float("nan"),
+                "rows": latency["rows"],
+                "limits_ms": f"p50 < {MAX_LATENCY_P50_MS}, p99 < {MAX_LATENCY_P99_MS}",
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="feed_gaps",
+            passed=not gaps,
+            severity=warn,
+            metadata={"count": len(gaps), "gaps": dg.MetadataValue.json(gaps)},
+        ),
+    ]
+
+
+FEATURE_ASSETS = [features_1s]
+"""Its checks are ``check_specs`` of the asset: they run in its step, so the blocking gate sees the fresh table."""

@@ -1,0 +1,82 @@
+"""Tiny raw Parquet part files for feature tests, written with the real schemas the compaction stage uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harvest_pipeline.features.sources import day_start_ms, kind_dir
+from harvest_pipeline.schema import BOOKTICKER, EVENTS, PRICES
+
+DAY = dt.date(2026, 1, 5)
+SYMBOL = "BTCUSDT"
+T0 = day_start_ms(DAY)
+
+
+def _write(root: Path, day: dt.date, symbol: str, kind: str, part: str, columns: dict, schema: pa.Schema) -> Path:
+    n = len(next(iter(columns.values())))
+    latency = columns.pop("latency_ms", [5] * n)
+    provenance = {
+        "recv_time_ns": [(e + lat) * 1_000_000 for e, lat in zip(columns["event_time_ms"], latency, strict=True)],
+        "conn_id": ["c1"] * n,
+        "segment": [part] * n,
+        "line": list(range(n)),
+    }
+    if "latency_ms" in schema.names:
+        columns["latency_ms"] = latency
+    table = pa.table({**columns, **provenance}, schema=schema)
+    directory = kind_dir(root, day, symbol, kind)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{part}.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def write_trades(
+    root: Path, trades: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
+) -> Path:
+    """Trades as (event_time_ms, agg_trade_id, price, qty, is_buyer_maker[, latency_ms]); prices/qty as strings."""
+    columns = {
+        "event_time_ms": [t[0] for t in trades],
+        "trade_time_ms": [t[0] for t in trades],
+        "agg_trade_id": [t[1] for t in trades],
+        "first_trade_id": [t[1] for t in trades],
+        "last_trade_id": [t[1] for t in trades],
+        "price": [Decimal(t[2]) for t in trades],
+        "qty": [Decimal(t[3]) for t in trades],
+        "is_buyer_maker": [t[4] for t in trades],
+        "latency_ms": [t[5] if len(t) > 5 else 5 for t in trades],
+    }
+    return _write(root, day, symbol, "prices", part, columns, PRICES)
+
+
+def write_ticks(root: Path, ticks: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL) -> Path:
+    """L1 updates as (event_time_ms, update_id, bid, bid_qty, ask, ask_qty[, latency_ms])."""
+    columns = {
+        "event_time_ms": [t[0] for t in ticks],
+        "transaction_time_ms": [t[0] for t in ticks],
+        "update_id": [t[1] for t in ticks],
+        "bid_price": [Decimal(t[2]) for t in ticks],
+        "bid_qty": [Decimal(t[3]) for t in ticks],
+        "ask_price": [Decimal(t[4]) for t in ticks],
+        "ask_qty": [Decimal(t[5]) for t in ticks],
+        "latency_ms": [t[6] if len(t) > 6 else 5 for t in ticks],
+    }
+    return _write(root, day, symbol, "bookticker", part, columns, BOOKTICKER)
+
+
+def write_events(
+    root: Path, events: list[dict], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
+) -> Path:
+    """Ledger records: dicts with ``event`` and ``event_time_ms`` and optionally the other EVENTS fields."""
+    optional = ("stream", "reason", "from_id", "to_id", "from_time_ms", "to_time_ms", "count", "detail")
+    columns = {
+        "event_time_ms": [e["event_time_ms"] for e in events],
+        "event": [e["event"] for e in events],
+        **{name: [e.get(name) for e in events] for name in optional},
+    }
+    return _write(root, day, symbol, "events", part, columns, EVENTS)
