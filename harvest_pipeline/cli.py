@@ -9,6 +9,7 @@ import sys
 
 COMMAND_MODULES = [
     "harvest_pipeline.simulator.command",
+    "harvest_pipeline.collector.command",
     "harvest_pipeline.features.command",
 ]
 """Modules that each define ``register(subparsers)`` adding one subcommand whose handler is ``args.run(args)``."""

@@ -1,0 +1,159 @@
+"""Run a collector against a simulator, in-process (fault scenarios) or as real processes (kill -9, SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from harvest_pipeline.collector.config import CollectorConfig, env_name
+from harvest_pipeline.collector.service import CollectorService
+from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.simulator import Simulator, SimulatorConfig, running_simulator
+from tests.collector.sealed import load_sealed_records
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FAST_SETTINGS: dict[str, Any] = {
+    "collector_id": "t1",
+    "metrics_port": 0,
+    "segment_max_age_s": 1.0,
+    "fsync_interval_s": 0.2,
+    "watchdog_s": 1.0,
+    "backoff_initial_s": 0.05,
+    "backoff_max_s": 0.5,
+    "connect_stagger_s": 0.0,
+    "rotation_overlap_s": 1.0,
+    "shutdown_deadline_s": 5.0,
+    "snapshot_limit": 100,
+}
+
+Scenario = Callable[[Simulator, CollectorService], Awaitable[None]]
+
+
+def collect_in_process(
+    tmp_path: Path,
+    scenario: Scenario,
+    symbols: tuple[str, ...] = ("BTCUSDT",),
+    rate: float = 1.0,
+    clock: Callable[[], int] = time.time_ns,
+    **settings: Any,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``scenario`` while a collector records from a simulator; stop the simulator first (so every frame it sent
+    was read), then the collector. Returns the sealed records and the simulator's final accounting."""
+
+    async def main() -> dict[str, Any]:
+        async with running_simulator(SimulatorConfig(symbols=symbols, seed=3, rate=rate)) as sim:
+            config = CollectorConfig(
+                symbols=symbols, ws_base=sim.ws_base, rest_base=sim.rest_base, **{**FAST_SETTINGS, **settings}
+            )
+            service = CollectorService(config, DataPaths.from_root(tmp_path / "data"), clock=clock)
+            stop = asyncio.Event()
+            collector = asyncio.create_task(service.run(stop))
+            await scenario(sim, service)
+        accounting = sim.accounting()
+        await asyncio.sleep(0.2)
+        stop.set()
+        assert await collector == 0
+        return accounting
+
+    accounting = asyncio.run(main())
+    return load_sealed_records(tmp_path / "data" / "segments" / "sealed"), accounting
+
+
+def sent_per_stream(accounting: dict[str, Any]) -> dict[str, int]:
+    """Frames the simulator sent per stream, counting injected bad frames and repeats."""
+    return {name: s["frames"] + s["malformed"] + s["repeated"] for name, s in accounting["streams"].items()}
+
+
+def records_of(records: list[dict[str, Any]], kind: str, stream: str | None = None) -> list[dict[str, Any]]:
+    """Records of one kind (and stream)."""
+    return [r for r in records if r["k"] == kind and (stream is None or r.get("s") == stream)]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll until ``predicate`` holds or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def read_json_file(path: Path, timeout: float = 20.0) -> dict[str, Any]:
+    """A JSON file another process writes atomically, once it exists."""
+    wait_for(path.exists, timeout, f"{path}")
+    return json.loads(path.read_text())
+
+
+class SimulatorProcess:
+    """``harvest simulate`` in its own process."""
+
+    def __init__(self, tmp_path: Path, symbols: str = "BTCUSDT", rate: float = 1.0):
+        self.ready = tmp_path / "sim-ready.json"
+        self.accounting_file = tmp_path / "sim-accounting.json"
+        args = ["simulate", "--symbols", symbols, "--rate", str(rate), "--seed", "5"]
+        args += ["--ready-file", str(self.ready), "--accounting-file", str(self.accounting_file)]
+        self.process = start_cli(args, tmp_path / "sim.log")
+        self.info = read_json_file(self.ready)
+
+    def fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        """POST /admin/fault."""
+        request = urllib.request.Request(
+            f"{self.info['admin_base']}/admin/fault", json.dumps(fault).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM, then the final accounting."""
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(10) == 0
+        return json.loads(self.accounting_file.read_text())
+
+
+class CollectorProcess:
+    """``harvest collect`` in its own process, configured through HARVEST_* environment variables."""
+
+    def __init__(self, tmp_path: Path, sim: SimulatorProcess, extra_env: dict[str, str] | None = None, **settings: Any):
+        self.ready = tmp_path / "collector-ready.json"
+        self.ready.unlink(missing_ok=True)
+        values = {**FAST_SETTINGS, "ws_base": sim.info["ws_base"], "rest_base": sim.info["rest_base"], **settings}
+        values |= {"data_root": str(tmp_path / "data"), "ready_file": str(self.ready)}
+        env = {env_name(key): ",".join(v) if isinstance(v, tuple) else str(v) for key, v in values.items()}
+        self.process = start_cli(["collect"], tmp_path / "collector.log", {**env, **(extra_env or {})})
+        self.info = read_json_file(self.ready)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """GET /healthz: status code and report."""
+        try:
+            with urllib.request.urlopen(f"{self.info['metrics_url']}/healthz", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """kill -9."""
+        self.process.kill()
+        self.process.wait(10)
+
+
+def start_cli(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``python -m harvest_pipeline.cli ARGS`` from the repository root, logging to ``log_path``."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harvest_pipeline.cli", *args], cwd=REPO_ROOT, env=full_env, stdout=log, stderr=log
+        )
