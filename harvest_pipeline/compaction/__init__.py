@@ -1,0 +1,12 @@
+"""Sealed segments -> date/symbol/kind Parquet: pure functions over paths, no Dagster (see docs/compaction.md)."""
+
+from harvest_pipeline.compaction.segment import (
+    CompactionReport,
+    Reconciliation,
+    SegmentUnreadable,
+    compact_segment,
+    quarantine_path,
+    reconcile,
+)
+
+__all__ = ["CompactionReport", "Reconciliation", "SegmentUnreadable", "compact_segment", "quarantine_path", "reconcile"]

@@ -1,0 +1,181 @@
+"""Realistic Binance USD-M frames and segments for compaction tests and the compaction benchmark.
+
+Frames are byte strings shaped exactly like the exchange's combined-stream messages (reference/binance.md), so the
+tests exercise the same key collisions (e/E, u/U, a/A, b/B, t/T) real data has.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from harvest_pipeline import segments
+
+MS = 1_000_000
+
+
+def agg_trade(symbol: str, agg_id: int, event_ms: int, price: str = "97123.40", qty: str = "0.012") -> bytes:
+    """A combined-stream aggTrade frame (trade time 1 ms before the event time)."""
+    data = {
+        "e": "aggTrade",
+        "E": event_ms,
+        "s": symbol,
+        "a": agg_id,
+        "p": price,
+        "q": qty,
+        "f": agg_id * 3,
+        "l": agg_id * 3 + 2,
+        "T": event_ms - 1,
+        "m": agg_id % 2 == 0,
+    }
+    return orjson.dumps({"stream": f"{symbol.lower()}@aggTrade", "data": data})
+
+
+def depth_update(symbol: str, first_id: int, final_id: int, prev_id: int, event_ms: int, levels: int = 3) -> bytes:
+    """A combined-stream depth diff frame with ``levels`` bid and ask levels (the last ask deletes its level)."""
+    bids = [[f"{97000 - i * 0.1:.2f}", f"{0.001 * (i + 1):.3f}"] for i in range(levels)]
+    asks = [[f"{97001 + i * 0.1:.2f}", f"{0.002 * (i + 1):.3f}"] for i in range(levels)]
+    if asks:
+        asks[-1][1] = "0"
+    data = {
+        "e": "depthUpdate",
+        "E": event_ms,
+        "T": event_ms - 2,
+        "s": symbol,
+        "U": first_id,
+        "u": final_id,
+        "pu": prev_id,
+        "b": bids,
+        "a": asks,
+    }
+    return orjson.dumps({"stream": f"{symbol.lower()}@depth@100ms", "data": data})
+
+
+def book_ticker(symbol: str, update_id: int, event_ms: int) -> bytes:
+    """A combined-stream bookTicker frame."""
+    data = {
+        "e": "bookTicker",
+        "u": update_id,
+        "E": event_ms,
+        "T": event_ms - 1,
+        "s": symbol,
+        "b": "97000.10",
+        "B": "1.250",
+        "a": "97000.20",
+        "A": "0.004",
+    }
+    return orjson.dumps({"stream": f"{symbol.lower()}@bookTicker", "data": data})
+
+
+def snapshot_body(last_update_id: int, event_ms: int, levels: int = 5) -> bytes:
+    """A ``/fapi/v1/depth`` response body."""
+    body = {
+        "lastUpdateId": last_update_id,
+        "E": event_ms,
+        "T": event_ms - 3,
+        "bids": [[f"{97000 - i:.2f}", "1.000"] for i in range(levels)],
+        "asks": [[f"{97001 + i:.2f}", "2.000"] for i in range(levels)],
+    }
+    return orjson.dumps(body)
+
+
+@dataclass
+class SymbolFeed:
+    """Per-symbol exchange ids, advanced as frames are generated so they stay contiguous."""
+
+    symbol: str
+    agg_id: int = 1_000
+    update_id: int = 5_000
+    ticker_id: int = 9_000
+
+
+@dataclass
+class TrafficMix:
+    """Generates realistic mixed traffic: bookTicker most often, then aggTrade, then depth diffs of 5-30 levels."""
+
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    start_ms: int = 1_767_225_600_000
+    step_ms: int = 1
+    seed: int = 7
+    feeds: dict[str, SymbolFeed] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.feeds = {symbol: SymbolFeed(symbol) for symbol in self.symbols}
+        self._random = random.Random(self.seed)
+        self._now_ms = self.start_ms
+
+    def frames(self, count: int) -> Iterable[tuple[str, bytes, int]]:
+        """Yield ``count`` (stream, frame, event_ms) tuples in event-time order."""
+        for _ in range(count):
+            self._now_ms += self.step_ms
+            feed = self.feeds[self._random.choice(self.symbols)]
+            roll = self._random.random()
+            if roll < 0.45:
+                feed.ticker_id += self._random.randint(1, 3)
+                yield (
+                    f"{feed.symbol.lower()}@bookTicker",
+                    book_ticker(feed.symbol, feed.ticker_id, self._now_ms),
+                    self._now_ms,
+                )
+            elif roll < 0.82:
+                feed.agg_id += 1
+                yield f"{feed.symbol.lower()}@aggTrade", agg_trade(feed.symbol, feed.agg_id, self._now_ms), self._now_ms
+            else:
+                prev = feed.update_id
+                feed.update_id += self._random.randint(1, 40)
+                frame = depth_update(
+                    feed.symbol, prev + 1, feed.update_id, prev, self._now_ms, levels=self._random.randint(5, 30)
+                )
+                yield f"{feed.symbol.lower()}@depth@100ms", frame, self._now_ms
+
+
+@dataclass
+class SegmentBuilder:
+    """Writes a sealed segment through the real segment format, one connection, lines in order."""
+
+    root: Path
+    opened_at_ns: int = 1_767_225_600_000 * MS
+    collector_id: str = "test"
+    conn_id: str = "c1"
+    lines: list[segments.Line] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._seq = 0
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def frame(self, stream: str, raw: bytes, recv_ms: int, conn_id: str | None = None) -> SegmentBuilder:
+        """Append a data frame received at ``recv_ms`` (+ 5 ms of latency is the caller's choice)."""
+        self.lines.append(segments.encode_frame(recv_ms * MS, conn_id or self.conn_id, self._next_seq(), stream, raw))
+        return self
+
+    def control(self, kind: str, recv_ms: int, stream: str | None = None, **fields: object) -> SegmentBuilder:
+        """Append a control record (connect, gap, ...)."""
+        self.lines.append(segments.encode_control(recv_ms * MS, self.conn_id, self._next_seq(), kind, stream, **fields))
+        return self
+
+    def snapshot(self, symbol: str, body: bytes, recv_ms: int) -> SegmentBuilder:
+        """Append a REST depth snapshot record."""
+        self.lines.append(segments.encode_snapshot(recv_ms * MS, "rest", self._next_seq(), symbol, body))
+        return self
+
+    def raw_line(self, data: bytes, recv_ms: int, stream: str | None = None) -> SegmentBuilder:
+        """Append an arbitrary line (malformed input the collector format cannot produce by itself)."""
+        self.lines.append(segments.Line(data.rstrip(b"\n") + b"\n", segments.KIND_FRAME, stream, recv_ms * MS))
+        return self
+
+    def seal(self, name: str | None = None) -> segments.SealedSegment:
+        """Write and seal the segment; returns where it landed."""
+        open_dir = self.root / "segments" / "open" / self.collector_id
+        open_dir.mkdir(parents=True, exist_ok=True)
+        name = name or segments.segment_name(self.opened_at_ns, self.collector_id, "b00t", 1)
+        segment = segments.OpenSegment(open_dir, name, self.collector_id, self.opened_at_ns)
+        segment.append(self.lines)
+        segment.seal(self.root / "segments" / "sealed")
+        return segments.find_sealed_segment(self.root / "segments" / "sealed", name)
