@@ -16,12 +16,14 @@ from harvest_pipeline.simulator.instruments import Instrument
 
 MAX_LEVELS_PER_SIDE = 400
 """Levels beyond this depth are deleted (with a diff entry): a 1000-level REST snapshot always holds the whole book."""
-MEAN_DISTANCE_TICKS = 12.0
+MIN_LEVELS_PER_SIDE = 60
+"""Cancels stop thinning a side below this many levels (a limit order arrives instead)."""
+MEAN_DISTANCE_TICKS = 40.0
 """Mean distance, in ticks from the touch, at which limit orders arrive and cancels hit."""
 INITIAL_LEVELS = 150
 LIMIT_SHARE = 0.55
-CANCEL_SHARE = 0.33
-"""The rest of the events (12 %) are market orders."""
+CANCEL_SHARE = 0.35
+"""The rest of the events (10 %) are market orders."""
 
 
 class Trade(NamedTuple):
@@ -144,7 +146,11 @@ class SymbolMarket:
             if draw < LIMIT_SHARE:
                 self._limit_order(rng.random() < 0.5)
             elif draw < LIMIT_SHARE + CANCEL_SHARE:
-                self._cancel(rng.random() < 0.5)
+                is_bid = rng.random() < 0.5
+                if len(self.bids if is_bid else self.asks) > MIN_LEVELS_PER_SIDE:
+                    self._cancel(is_bid)
+                else:
+                    self._limit_order(is_bid)
             else:
                 self._market_order(rng.random() < 0.5, trades)
             top = self.top()
@@ -171,11 +177,9 @@ class SymbolMarket:
 
     def _cancel(self, is_bid: bool) -> None:
         side = self.bids if is_bid else self.asks
-        if len(side) <= 1:
-            return
         tick = side.nth_best(min(int(self.rng.expovariate(1.0 / MEAN_DISTANCE_TICKS)), len(side) - 1))
         lots = side.lots[tick]
-        self._set(side, tick, 0 if self.rng.random() < 0.5 else lots - self.rng.randint(1, lots))
+        self._set(side, tick, 0 if self.rng.random() < 0.3 else lots - self.rng.randint(1, lots))
 
     def _market_order(self, taker_buys: bool, trades: list[Trade]) -> None:
         book = self.asks if taker_buys else self.bids
