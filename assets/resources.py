@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.segments import LOCAL_FS, FileSystem
 
 
 class HarvestStorage(dg.ConfigurableResource):
@@ -28,3 +29,7 @@ class HarvestStorage(dg.ConfigurableResource):
             quarantine=DataPaths.from_root(self.quarantine_dir).root if self.quarantine_dir else base.quarantine,
             dagster_home=base.dagster_home,
         )
+
+    def output_fs(self) -> FileSystem:
+        """File operations for Parquet and quarantine writes; a subclass can inject faults (retry tests)."""
+        return LOCAL_FS

@@ -1,6 +1,7 @@
 """Sealed segments -> date/symbol/kind Parquet: pure functions over paths, no Dagster (see docs/compaction.md)."""
 
 from harvest_pipeline.compaction.segment import (
+    DATA_KINDS,
     CompactionReport,
     Reconciliation,
     SegmentUnreadable,
@@ -9,4 +10,12 @@ from harvest_pipeline.compaction.segment import (
     reconcile,
 )
 
-__all__ = ["CompactionReport", "Reconciliation", "SegmentUnreadable", "compact_segment", "quarantine_path", "reconcile"]
+__all__ = [
+    "DATA_KINDS",
+    "CompactionReport",
+    "Reconciliation",
+    "SegmentUnreadable",
+    "compact_segment",
+    "quarantine_path",
+    "reconcile",
+]

@@ -2,7 +2,8 @@
 
 ``a`` increases by exactly 1 per symbol, and every depth diff's ``pu`` equals the previous diff's ``u``
 (reference/binance.md). A break the collector already wrote down (a ``gap`` or ``write_loss`` record covering the same
-ids, or received between the two frames) is *explained*; anything else is reported with ids and times.
+ids, or a receive-time range or receive time between the two frames) is *explained*; anything else is reported
+with ids and times.
 Partial-book streams (``@depthN``) carry ``pu`` too but are full snapshots, so only diff streams are checked.
 """
 
@@ -86,5 +87,5 @@ def _covers(event: dict[str, Any], gap: Gap) -> bool:
     if event["from_id"] is not None and event["to_id"] is not None:
         return event["from_id"] <= high and event["to_id"] >= low
     if event["from_time_ms"] is not None and event["to_time_ms"] is not None:
-        return event["from_time_ms"] <= gap.next_time_ms and event["to_time_ms"] >= gap.last_time_ms
+        return event["from_time_ms"] <= gap.next_recv_ms and event["to_time_ms"] >= gap.last_recv_ms
     return gap.last_recv_ms <= event["event_time_ms"] <= gap.next_recv_ms

@@ -19,7 +19,15 @@ from harvest_pipeline import schema, segments
 
 QUARANTINE_EVENT = "quarantine"
 _SYMBOL = re.compile(r"[A-Z0-9]{1,40}")
-_ID_FIELDS = ("from_id", "to_id", "from_time_ms", "to_time_ms", "count")
+_EVENT_FIELDS = {
+    "from_id": ("from_id", "expected"),
+    "to_id": ("to_id", "got"),
+    "from_time_ms": ("from_time_ms",),
+    "to_time_ms": ("to_time_ms",),
+    "count": ("count", "missing", "lines"),
+}
+"""events column -> control record keys that fill it, first present wins. The collector's ``gap`` records carry
+``expected``/``got``/``missing``; its ``write_loss`` records carry ``lines`` and a receive-time range in ns."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +113,16 @@ def _control_event(segment: str, line: int, raw: str, record: dict[str, Any]) ->
         "line": line,
         "symbol": symbol_of(stream, record.get("symbol")),
     }
-    for name in _ID_FIELDS:
-        value = record.get(name)
-        row[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+    for column, keys in _EVENT_FIELDS.items():
+        row[column] = next((record[key] for key in keys if _is_int(record.get(key))), None)
+    for column, key in (("from_time_ms", "first_recv_ns"), ("to_time_ms", "last_recv_ns")):
+        if row[column] is None and _is_int(record.get(key)):
+            row[column] = record[key] // 1_000_000
     return row
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _quarantine(ledger: Ledger, segment: str, fallback_recv_ns: int, line: int, raw: bytes, reason: str) -> None:

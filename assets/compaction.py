@@ -1,0 +1,162 @@
+"""Raw kinds compacted from sealed segments: one multi-asset partitioned by segment name, and its checks.
+
+The work happens in ``harvest_pipeline.compaction`` (pure functions over paths); this module only maps partitions to
+segments, turns reports into metadata and check results, and tells Dagster which failures are worth retrying.
+A run may cover a range of segment partitions (``BackfillPolicy.single_run``): the sensor batches a backlog that way.
+"""
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.resources import HarvestStorage
+from harvest_pipeline import schema, segments
+from harvest_pipeline.compaction import DATA_KINDS, CompactionReport, SegmentUnreadable, compact_segment, reconcile
+
+SEGMENT_PARTITIONS = dg.DynamicPartitionsDefinition(name="segments")
+"""One partition per sealed segment, registered by the ``sealed_segments`` sensor."""
+
+RAW_KIND_KEYS = {kind: dg.AssetKey(kind) for kind in schema.RAW_KINDS}
+
+COMPACTION_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+"""Transient I/O (a full or flaky disk) is retried after ~2, 4, 8 s; permanent failures skip retries."""
+
+RECONCILIATION_CHECK = dg.AssetCheckKey(RAW_KIND_KEYS["events"], "segment_reconciliation")
+AGG_ID_CHECK = dg.AssetCheckKey(RAW_KIND_KEYS["prices"], "agg_trade_id_continuity")
+PU_CHECK = dg.AssetCheckKey(RAW_KIND_KEYS["orderbook"], "pu_continuity")
+_GAP_CHECKS = {"agg_trade_id": AGG_ID_CHECK, "pu": PU_CHECK}
+MAX_LISTED_GAPS = 50
+
+_DESCRIPTIONS = {
+    "prices": "One row per aggTrade, exact decimals, deduplicated by agg id `a`.",
+    "orderbook": "One row per depth diff (U, u, pu, bid/ask levels), deduplicated by `u`.",
+    "bookticker": "One row per best bid/ask update, deduplicated by `u`.",
+    "depth_snapshot": "One row per REST depth snapshot, deduplicated by lastUpdateId.",
+    "events": "Feed ledger: collector control records and compaction quarantine records.",
+}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(key, group_name="raw", description=f"{_DESCRIPTIONS[kind]} Files: date=/symbol=/kind={kind}/.")
+        for kind, key in RAW_KIND_KEYS.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(RECONCILIATION_CHECK.name, asset=RECONCILIATION_CHECK.asset_key),
+        dg.AssetCheckSpec(AGG_ID_CHECK.name, asset=AGG_ID_CHECK.asset_key),
+        dg.AssetCheckSpec(PU_CHECK.name, asset=PU_CHECK.asset_key),
+    ],
+    partitions_def=SEGMENT_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=COMPACTION_RETRY,
+)
+def raw_market_data(context: dg.AssetExecutionContext, storage: HarvestStorage) -> Iterator[dg.MaterializeResult]:
+    """Compact every segment of the run's partition range into the raw kinds."""
+    paths = storage.paths()
+    reports = [_compact(context, storage, name) for name in context.partition_keys]
+    for kind, key in RAW_KIND_KEYS.items():
+        yield dg.MaterializeResult(asset_key=key, metadata=kind_metadata(kind, reports))
+    yield _reconciliation_result(reports)
+    for check_name, check_key in _GAP_CHECKS.items():
+        yield _continuity_result(check_name, check_key, reports)
+    context.log.info(f"compacted {len(reports)} segment(s) into {paths.parquet}")
+
+
+def _compact(context: dg.AssetExecutionContext, storage: HarvestStorage, name: str) -> CompactionReport:
+    paths = storage.paths()
+    try:
+        sealed = segments.find_sealed_segment(paths.sealed_segments, name)
+        report = compact_segment(sealed, paths, storage.output_fs())
+    except (FileNotFoundError, SegmentUnreadable) as exc:
+        raise dg.Failure(description=f"cannot compact segment {name}: {exc}", allow_retries=False) from exc
+    except OSError as exc:
+        context.log.warning(f"transient I/O error compacting segment {name}: {exc} (the run will retry)")
+        raise
+    context.log.info(
+        f"segment {name}: {report.lines_read} lines, {sum(report.duplicates.values())} duplicates, "
+        f"{report.quarantined} quarantined, {len(report.files)} files in {report.duration_s:.2f} s"
+    )
+    return report
+
+
+def kind_metadata(kind: str, reports: list[CompactionReport]) -> dict[str, dg.MetadataValue]:
+    """Rows per date/symbol, bytes, event-time range and duration of one kind over the run's segments."""
+    files = [f for report in reports for f in report.files if f.kind == kind]
+    rows_by_partition: Counter[str] = Counter()
+    for f in files:
+        rows_by_partition[f"{f.date}/{f.symbol}"] += f.rows
+    metadata: dict[str, dg.MetadataValue] = {
+        "segments": dg.MetadataValue.int(len(reports)),
+        "rows": dg.MetadataValue.int(sum(f.rows for f in files)),
+        "rows_by_date_symbol": dg.MetadataValue.json(dict(sorted(rows_by_partition.items()))),
+        "bytes": dg.MetadataValue.int(sum(f.bytes for f in files)),
+        "files": dg.MetadataValue.int(len(files)),
+        "duration_s": dg.MetadataValue.float(round(sum(r.duration_s for r in reports), 3)),
+    }
+    if kind in DATA_KINDS:
+        metadata["duplicates_removed"] = dg.MetadataValue.int(sum(r.duplicates[kind] for r in reports))
+    if files:
+        metadata["first_event_time"] = dg.MetadataValue.text(_iso(min(f.min_time_ms for f in files)))
+        metadata["last_event_time"] = dg.MetadataValue.text(_iso(max(f.max_time_ms for f in files)))
+    return metadata
+
+
+def _reconciliation_result(reports: list[CompactionReport]) -> dg.AssetCheckResult:
+    results = [reconcile(report) for report in reports]
+    failed = [r.detail for r in results if not r.passed]
+    return dg.AssetCheckResult(
+        check_name=RECONCILIATION_CHECK.name,
+        asset_key=RECONCILIATION_CHECK.asset_key,
+        passed=not failed,
+        description="lines read = rows written + duplicates removed + control records + quarantined, per segment",
+        metadata={
+            "segments": len(results),
+            "lines_read": sum(r.detail["lines_read"] for r in results),
+            "quarantined": sum(r.detail["quarantined"] for r in results),
+            "failed_segments": dg.MetadataValue.json(failed),
+            "per_segment": dg.MetadataValue.json([r.detail for r in results[:MAX_LISTED_GAPS]]),
+        },
+    )
+
+
+def _continuity_result(check_name: str, key: dg.AssetCheckKey, reports: list[CompactionReport]) -> dg.AssetCheckResult:
+    unexplained: dict[str, list[dict]] = defaultdict(list)
+    explained = 0
+    for report in reports:
+        for gap in report.gaps:
+            if gap.check_name != check_name:
+                continue
+            if gap.explained_by_line is None:
+                unexplained[report.segment].append(gap.as_dict())
+            else:
+                explained += 1
+    count = sum(len(gaps) for gaps in unexplained.values())
+    listed = {segment: gaps[:MAX_LISTED_GAPS] for segment, gaps in unexplained.items()}
+    return dg.AssetCheckResult(
+        check_name=key.name,
+        asset_key=key.asset_key,
+        passed=count == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{check_name} breaks per segment and symbol not explained by a collector gap record",
+        metadata={
+            "unexplained_gaps": count,
+            "explained_gaps": explained,
+            "gaps_by_segment": dg.MetadataValue.json(listed),
+        },
+    )
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+COMPACTION_JOB = dg.define_asset_job(
+    "compact_segments",
+    selection=dg.AssetSelection.assets(raw_market_data),
+    partitions_def=SEGMENT_PARTITIONS,
+    description="Compact sealed segments (a partition range runs as one run).",
+)
+
+COMPACTION_ASSETS = [raw_market_data]

@@ -1,0 +1,15 @@
+"""The one Dagster ``Definitions`` object: assets, checks, jobs, sensors and schedules wired to one resource."""
+
+import dagster as dg
+
+from assets.compaction import COMPACTION_ASSETS, COMPACTION_JOB
+from assets.resources import HarvestStorage
+from sensors.segments import COMPACTION_SENSORS
+
+defs = dg.Definitions(
+    assets=[*COMPACTION_ASSETS],
+    jobs=[COMPACTION_JOB],
+    sensors=[*COMPACTION_SENSORS],
+    schedules=[],
+    resources={"storage": HarvestStorage()},
+)
