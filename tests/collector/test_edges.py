@@ -1,0 +1,90 @@
+"""Edges of the input and of time: hostile frames, UTC midnight, a second collector on the same directory."""
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from websockets.asyncio.server import serve
+
+from harvest_pipeline.collector.config import CollectorConfig
+from harvest_pipeline.collector.service import CollectorLocked, CollectorService, acquire_lock
+from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.segments import list_sealed_segments
+from tests.collector.harness import FAST_SETTINGS, collect_in_process, records_of
+from tests.collector.sealed import load_sealed_records
+
+MAX_FRAME = 64 * 1024
+
+
+def test_segments_crossing_utc_midnight_go_to_new_date_folders(tmp_path):
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    offset = int(midnight.timestamp() * 1e9) - 1_200_000_000 - time.time_ns()
+
+    async def scenario(sim, service):
+        await asyncio.sleep(2.5)
+
+    records, _ = collect_in_process(tmp_path, scenario, clock=lambda: time.time_ns() + offset, segment_max_age_s=0.5)
+    days = {segment.path.parent.name for segment in list_sealed_segments(tmp_path / "data" / "segments" / "sealed")}
+    assert days == {f"date={midnight - timedelta(days=1):%Y-%m-%d}", f"date={midnight:%Y-%m-%d}"}
+    midnight_ns = int(midnight.timestamp() * 1e9)
+    frames = records_of(records, "frame")
+    assert frames[0]["t"] < midnight_ns < frames[-1]["t"]
+
+
+async def hostile_exchange(websocket):
+    await websocket.recv()
+    await websocket.send('{"result":null,"id":1}')
+    good = b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","a":%d}}'
+    await websocket.send(good % 1, text=True)
+    await websocket.send(b'{"stream":"btcusdt@aggTrade","data":"\xff\xfe"}', text=False)
+    await websocket.send("this is not json")
+    await websocket.send('{"stream":"btcusdt@aggTrade","data":{"text":"line\nbreak"}}')
+    await websocket.send(good[:-1] % 2 + b" " * (MAX_FRAME - 200) + b"}", text=True)
+    await websocket.send(b"x" * (MAX_FRAME + 1), text=True)
+    await websocket.wait_closed()
+
+
+def test_hostile_frames_are_recorded_safely_and_oversized_ones_cut_the_connection(tmp_path):
+    async def main():
+        async with serve(hostile_exchange, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            config = CollectorConfig(
+                ws_base=f"ws://127.0.0.1:{port}",
+                rest_base="http://127.0.0.1:9",
+                stream_kinds=("aggTrade",),
+                max_frame_bytes=MAX_FRAME,
+                **FAST_SETTINGS,
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(CollectorService(config, DataPaths.from_root(tmp_path)).run(stop))
+            await asyncio.sleep(1.0)
+            stop.set()
+            assert await task == 0
+
+    asyncio.run(main())
+    records = load_sealed_records(tmp_path / "segments" / "sealed")
+    first = [r for r in records if r["c"].endswith("-1")]
+    kinds = [(r["k"], r.get("reason")) for r in first if r["k"] in ("frame", "bad_frame")]
+    assert kinds == [
+        ("frame", None),
+        ("bad_frame", "invalid UTF-8 at byte 37"),
+        ("bad_frame", "frame is not a JSON object"),
+        ("bad_frame", "frame contains a line break"),
+        ("frame", None),
+    ]
+    disconnect = records_of(first, "disconnect")[0]
+    assert "1009" in disconnect["reason"], disconnect["reason"]
+    assert len(records_of(records, "connect")) >= 2, "reconnected after the oversized frame"
+
+
+def test_two_collectors_cannot_share_an_open_directory(tmp_path):
+    open_dir = tmp_path / "open" / "c1"
+    held = acquire_lock(open_dir)
+    with pytest.raises(CollectorLocked, match="another collector"):
+        acquire_lock(open_dir)
+
+    os.close(held)
+    os.close(acquire_lock(open_dir))

@@ -1,0 +1,106 @@
+"""The collector as a real process: SIGTERM seals, kill -9 loses only an unflushed tail, a failing disk is survived."""
+
+import random
+import time
+from collections import defaultdict
+
+import psutil
+
+from harvest_pipeline.segments import OPEN_SUFFIX
+from tests.collector.faulty_fs import FAULT_MARKER_ENV
+from tests.collector.harness import CollectorProcess, SimulatorProcess, records_of, sent_per_stream, wait_for
+from tests.collector.sealed import frames_per_stream, load_sealed_records, lost_per_stream
+
+KILL_CYCLES = 20
+FLUSH_BOUND_NS = 500_000_000
+
+
+def open_parts(tmp_path):
+    return list((tmp_path / "data" / "segments" / "open" / "t1").glob(f"*{OPEN_SUFFIX}"))
+
+
+def test_sigterm_drains_seals_and_exits_0(tmp_path):
+    sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT")
+    collector = CollectorProcess(tmp_path, sim, symbols=("BTCUSDT", "ETHUSDT"), segment_max_age_s=30.0)
+    time.sleep(1.5)
+    started = time.monotonic()
+    assert collector.terminate() == 0
+    assert time.monotonic() - started < 5.0
+    sim.stop()
+    assert not open_parts(tmp_path)
+    records = load_sealed_records(tmp_path / "data" / "segments" / "sealed")
+    assert sum(frames_per_stream(records).values()) > 100
+    shutdowns = [r for r in records_of(records, "disconnect") if r["reason"] == "shutdown"]
+    assert len(shutdowns) == 2, "both connections were closed by the shutdown and recorded"
+
+
+def test_kill_9_loop_keeps_sealed_segments_valid_and_loses_at_most_the_unflushed_tail(tmp_path):
+    rng = random.Random(9)
+    sim = SimulatorProcess(tmp_path)
+    kills: dict[str, int] = {}
+    expected_recoveries = 0
+    for _ in range(KILL_CYCLES):
+        collector = CollectorProcess(tmp_path, sim, segment_max_age_s=0.4)
+        wait_for(lambda c=collector: c.health()[1]["streams"]["btcusdt@aggTrade"]["frames"] > 0, 10, "first frames")
+        time.sleep(rng.uniform(0.0, 0.6))
+        kills[collector.info["boot_id"]] = time.time_ns()
+        collector.kill()
+        expected_recoveries += bool(open_parts(tmp_path))
+    final = CollectorProcess(tmp_path, sim)
+    time.sleep(0.3)
+    assert final.terminate() == 0
+    sim.stop()
+
+    records = load_sealed_records(tmp_path / "data" / "segments" / "sealed")
+    recovered = records_of(records, "recovered")
+    assert len(recovered) == expected_recoveries > 0
+    assert not open_parts(tmp_path)
+    last_t: dict[str, int] = defaultdict(int)
+    numbers: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        boot = record["c"].split("-")[0]
+        last_t[boot] = max(last_t[boot], record["t"])
+        numbers[record["c"]].append(record["n"])
+    for boot, killed_at in kills.items():
+        assert killed_at - last_t[boot] < FLUSH_BOUND_NS, f"boot {boot} lost more than the unflushed tail"
+    for conn_id, seen in numbers.items():
+        assert sorted(seen) == list(range(1, len(seen) + 1)), f"{conn_id} has a hole: only the tail may be lost"
+
+
+def test_failing_disk_is_survived_with_bounded_memory_and_the_loss_recorded_exactly(tmp_path):
+    marker = tmp_path / "disk-fails"
+    sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT", rate=2.0)
+    collector = CollectorProcess(
+        tmp_path,
+        sim,
+        extra_env={FAULT_MARKER_ENV: str(marker)},
+        symbols=("BTCUSDT", "ETHUSDT"),
+        fs_factory="tests.collector.faulty_fs:from_env",
+        queue_max_lines=300,
+        write_retry_max_s=0.2,
+    )
+    process = psutil.Process(collector.process.pid)
+    time.sleep(1.0)
+    rss_before = process.memory_info().rss
+    marker.touch()
+    rss_samples = []
+    for _ in range(10):
+        time.sleep(0.2)
+        rss_samples.append(process.memory_info().rss)
+    status, report = collector.health()
+    assert status == 503 and not report["writer"]["healthy"] and report["writer"]["queue_lines"] <= 300
+    assert collector.process.poll() is None
+    marker.unlink()
+    wait_for(lambda: collector.health()[0] == 200, 10, "the writer to recover")
+    accounting = sim.stop()
+    time.sleep(0.3)
+    assert collector.terminate() == 0
+
+    assert max(rss_samples) - rss_before < 20 * 1024**2, "memory stayed bounded while the disk failed"
+    records = load_sealed_records(tmp_path / "data" / "segments" / "sealed")
+    stored, lost = frames_per_stream(records), lost_per_stream(records)
+    assert sum(lost.values()) > 0
+    for stream, sent in sent_per_stream(accounting).items():
+        assert stored[stream] + lost[stream] == sent, stream
+    for loss in records_of(records, "write_loss"):
+        assert loss["first_recv_ns"] <= loss["last_recv_ns"] < loss["t"]
