@@ -11,13 +11,17 @@ COMMAND_MODULES = [
     "harvest_pipeline.simulator.command",
     "harvest_pipeline.collector.command",
     "harvest_pipeline.features.command",
+    "harvest_pipeline.up",
+    "harvest_pipeline.status",
 ]
 """Modules that each define ``register(subparsers)`` adding one subcommand whose handler is ``args.run(args)``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="harvest", description="Binance USD-M market-data capture and research tables")
+    parser = argparse.ArgumentParser(
+        prog="harvest", description="Binance USD-M market-data capture and research tables"
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
