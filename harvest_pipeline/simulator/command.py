@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ping-interval", type=float, default=180.0, help="server ping interval in s (default 180)")
     parser.add_argument("--ping-timeout", type=float, default=600.0, help="drop a client after s without pong")
     parser.add_argument("--send-queue", type=int, default=10_000, help="frames queued per client before it is dropped")
+    parser.add_argument("--send-buffer", type=int, help="SO_SNDBUF bytes per client socket (default: OS default)")
     parser.add_argument("--weight-limit", type=int, default=2400, help="REST request weight per minute (default 2400)")
     parser.add_argument("--ready-file", type=Path, help="write the bases and pid here (atomically) once listening")
     parser.add_argument("--accounting-file", type=Path, help="write the accounting JSON here on shutdown")
@@ -73,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         ping_timeout_s=args.ping_timeout,
         max_lifetime_s=args.max_lifetime,
         send_queue_frames=args.send_queue,
+        send_buffer_bytes=args.send_buffer,
         weight_limit_per_minute=args.weight_limit,
         host=args.host,
         port=args.port,

@@ -22,6 +22,8 @@ class SimulatorConfig:
     max_lifetime_s: float = 86400.0
     send_queue_frames: int = 10_000
     """Frames waiting for one client; a client whose queue is full is dropped as too slow."""
+    send_buffer_bytes: int | None = None
+    """Kernel send buffer (SO_SNDBUF) per client socket; None keeps the OS default (which grows to megabytes)."""
     weight_limit_per_minute: int = 2400
     host: str = "127.0.0.1"
     port: int = 0

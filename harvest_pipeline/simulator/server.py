@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -162,6 +163,9 @@ class Simulator:
         if parsed is None:
             return
         route, combined, streams = parsed
+        if self.config.send_buffer_bytes is not None:
+            client_socket = ws.transport.get_extra_info("socket")
+            client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
         record = ConnectionRecord(f"c{next(self._ids)}", route, ws.request.path, time.time_ns() // 1_000_000)
         self.records.append(record)
         conn = ClientConnection(ws, record, combined, self.config.send_queue_frames, asyncio.get_running_loop().time())

@@ -48,3 +48,15 @@ async def admin_fault(admin_base: str, fault: dict[str, Any]) -> tuple[int, Any]
     """POST a fault to the admin API; returns status and decoded body."""
     async with aiohttp.ClientSession() as session, session.post(f"{admin_base}/admin/fault", json=fault) as response:
         return response.status, orjson.loads(await response.read())
+
+
+async def collect_then_unsubscribe(ws: ClientConnection, seconds: float, streams: list[str]) -> list[str]:
+    """Frames for ``seconds``, then everything up to the UNSUBSCRIBE reply: the reply is queued behind every frame
+    the simulator already counted as sent, so the result is exactly what its accounting covers."""
+    frames = await collect(ws, seconds)
+    await ws.send(orjson.dumps({"method": "UNSUBSCRIBE", "params": streams, "id": 999}).decode())
+    async for frame in ws:
+        if frame == '{"result":null,"id":999}':
+            break
+        frames.append(frame)
+    return frames

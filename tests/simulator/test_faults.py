@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import FaultError, SimulatorConfig, running_simulator
-from tests.simulator.clients import admin_fault, collect, http_get, payloads, run
+from tests.simulator.clients import admin_fault, collect, collect_then_unsubscribe, http_get, payloads, run
 
 CONFIG = SimulatorConfig(symbols=("BTCUSDT", "ETHUSDT"), seed=9, rate=3.0)
 AGG = "btcusdt@aggTrade"
@@ -58,15 +58,14 @@ def test_drop_all_and_drop_connection_cut_clients_and_record_why() -> None:
 def test_stall_connection_stops_data_but_pings_keep_it_alive() -> None:
     async def scenario() -> None:
         config = SimulatorConfig(symbols=("BTCUSDT",), rate=3.0, ping_interval_s=0.1, ping_timeout_s=0.3)
-        async with running_simulator(config) as sim:
-            async with connect(f"{sim.ws_base}/market/ws/{AGG}") as ws:
-                await ws.recv()
-                await sim.apply_fault({"fault": "stall_connection", "connection": "c1", "seconds": 0.8})
-                await asyncio.sleep(0.05)  # frames queued before the stall may still arrive
-                await collect(ws, 0.05)
-                during = await collect(ws, 0.6)
-                after = await collect(ws, 0.5)
-                assert ws.state.name == "OPEN"
+        async with running_simulator(config) as sim, connect(f"{sim.ws_base}/market/ws/{AGG}") as ws:
+            await ws.recv()
+            await sim.apply_fault({"fault": "stall_connection", "connection": "c1", "seconds": 0.8})
+            await asyncio.sleep(0.05)  # frames queued before the stall may still arrive
+            await collect(ws, 0.05)
+            during = await collect(ws, 0.6)
+            after = await collect(ws, 0.5)
+            assert ws.state.name == "OPEN"
         assert during == [] and len(after) > 5
 
     run(scenario())
@@ -74,10 +73,12 @@ def test_stall_connection_stops_data_but_pings_keep_it_alive() -> None:
 
 def test_stall_stream_silences_one_stream_and_not_the_others() -> None:
     async def scenario() -> None:
-        async with running_simulator(CONFIG) as sim:
-            async with connect(f"{sim.ws_base}/market/stream?streams={AGG}/ethusdt@aggTrade") as ws:
-                await sim.apply_fault({"fault": "stall_stream", "stream": AGG, "seconds": 5})
-                frames = await collect(ws, 0.6)
+        async with (
+            running_simulator(CONFIG) as sim,
+            connect(f"{sim.ws_base}/market/stream?streams={AGG}/ethusdt@aggTrade") as ws,
+        ):
+            await sim.apply_fault({"fault": "stall_stream", "stream": AGG, "seconds": 5})
+            frames = await collect(ws, 0.6)
         streams = {orjson.loads(frame)["stream"] for frame in frames}
         assert streams == {"ethusdt@aggTrade"}
 
@@ -87,10 +88,9 @@ def test_stall_stream_silences_one_stream_and_not_the_others() -> None:
 @pytest.mark.parametrize("kind", ["malformed", "truncated"])
 def test_malformed_and_truncated_frames_are_injected_and_counted(kind: str) -> None:
     async def scenario() -> None:
-        async with running_simulator(CONFIG) as sim:
-            async with connect(f"{sim.ws_base}/market/stream?streams={AGG}") as ws:
-                await admin_fault(sim.admin_base, {"fault": kind, "stream": AGG, "count": 3})
-                frames = await collect(ws, 0.6)
+        async with running_simulator(CONFIG) as sim, connect(f"{sim.ws_base}/market/stream?streams={AGG}") as ws:
+            await admin_fault(sim.admin_base, {"fault": kind, "stream": AGG, "count": 3})
+            frames = await collect_then_unsubscribe(ws, 0.6, [AGG])
             tally = sim.accounting()["connections"]["c1"]["streams"][AGG]
         bad = []
         good = []
@@ -108,11 +108,10 @@ def test_malformed_and_truncated_frames_are_injected_and_counted(kind: str) -> N
 
 def test_skip_agg_ids_makes_a_real_gap() -> None:
     async def scenario() -> None:
-        async with running_simulator(CONFIG) as sim:
-            async with connect(f"{sim.ws_base}/market/ws/{AGG}") as ws:
-                ids = [orjson.loads(await ws.recv())["a"]]
-                await sim.apply_fault({"fault": "skip_agg_ids", "symbol": "btcusdt", "count": 5})
-                ids += [trade["a"] for trade in payloads(await collect(ws, 0.5))]
+        async with running_simulator(CONFIG) as sim, connect(f"{sim.ws_base}/market/ws/{AGG}") as ws:
+            ids = [orjson.loads(await ws.recv())["a"]]
+            await sim.apply_fault({"fault": "skip_agg_ids", "symbol": "btcusdt", "count": 5})
+            ids += [trade["a"] for trade in payloads(await collect(ws, 0.5))]
         steps = [b - a for a, b in zip(ids, ids[1:], strict=False)]
         assert steps.count(6) == 1 and set(steps) == {1, 6}
 
@@ -121,11 +120,10 @@ def test_skip_agg_ids_makes_a_real_gap() -> None:
 
 def test_break_pu_sends_a_diff_whose_pu_misses_the_previous_u() -> None:
     async def scenario() -> None:
-        async with running_simulator(CONFIG) as sim:
-            async with connect(f"{sim.ws_base}/public/ws/btcusdt@depth@100ms") as ws:
-                diffs = [orjson.loads(await ws.recv())]
-                await sim.apply_fault({"fault": "break_pu", "symbol": "BTCUSDT"})
-                diffs += payloads(await collect(ws, 0.6))
+        async with running_simulator(CONFIG) as sim, connect(f"{sim.ws_base}/public/ws/btcusdt@depth@100ms") as ws:
+            diffs = [orjson.loads(await ws.recv())]
+            await sim.apply_fault({"fault": "break_pu", "symbol": "BTCUSDT"})
+            diffs += payloads(await collect(ws, 0.6))
         breaks = [b for a, b in zip(diffs, diffs[1:], strict=False) if b["pu"] != a["u"]]
         assert len(breaks) == 1 and len(diffs) >= 4
 
@@ -134,14 +132,16 @@ def test_break_pu_sends_a_diff_whose_pu_misses_the_previous_u() -> None:
 
 def test_repeat_sends_the_next_frames_twice() -> None:
     async def scenario() -> None:
-        async with running_simulator(CONFIG) as sim:
-            async with connect(f"{sim.ws_base}/market/ws/{AGG}") as ws:
-                await sim.apply_fault({"fault": "repeat", "stream": AGG, "count": 4})
-                frames = await collect(ws, 0.5)
+        async with running_simulator(CONFIG) as sim, connect(f"{sim.ws_base}/market/ws/{AGG}") as ws:
+            await sim.apply_fault({"fault": "repeat", "stream": AGG, "count": 4})
+            frames = await collect_then_unsubscribe(ws, 0.5, [AGG])
             tally = sim.accounting()["connections"]["c1"]["streams"][AGG]
         ids = [orjson.loads(frame)["a"] for frame in frames]
         assert len(ids) - len(set(ids)) == 4 == tally["repeated"]
-        assert ids[0] == ids[1], "a repeated frame follows its original"
+        repeats = [i for i in range(1, len(ids)) if ids[i] == ids[i - 1]]
+        assert len(repeats) == 4 and repeats == list(range(repeats[0], repeats[0] + 8, 2)), (
+            "each copy follows its original"
+        )
 
     run(scenario())
 
@@ -149,14 +149,13 @@ def test_repeat_sends_the_next_frames_twice() -> None:
 def test_burst_multiplies_the_frame_rate_and_clear_ends_it() -> None:
     async def scenario() -> None:
         config = SimulatorConfig(symbols=("ETHUSDT",), seed=4, rate=0.5)
-        async with running_simulator(config) as sim:
-            async with connect(f"{sim.ws_base}/public/ws/ethusdt@bookTicker") as ws:
-                normal = len(await collect(ws, 0.5))
-                await sim.apply_fault({"fault": "burst", "seconds": 30, "multiplier": 20})
-                burst = len(await collect(ws, 0.5))
-                await sim.apply_fault({"fault": "clear"})
-                await collect(ws, 0.05)
-                cleared = len(await collect(ws, 0.5))
+        async with running_simulator(config) as sim, connect(f"{sim.ws_base}/public/ws/ethusdt@bookTicker") as ws:
+            normal = len(await collect(ws, 0.5))
+            await sim.apply_fault({"fault": "burst", "seconds": 30, "multiplier": 20})
+            burst = len(await collect(ws, 0.5))
+            await sim.apply_fault({"fault": "clear"})
+            await collect(ws, 0.05)
+            cleared = len(await collect(ws, 0.5))
         assert burst > 8 * max(normal, 1) and cleared < burst / 4
 
     run(scenario())
