@@ -1,0 +1,158 @@
+"""Compaction throughput against same-run baselines, orchestration overhead and backlog catch-up.
+
+    python bench/compaction.py [--frames 1000000] [--backlog 40] [--backlog-frames 5000]
+
+1. One segment of realistic mixed traffic (bookTicker, aggTrade, 5-30 level depth diffs): full compaction rows/s vs a
+   one-statement DuckDB ``COPY (SELECT json paths FROM read_csv(lines)) TO parquet`` of the same lines (goal >= 0.8).
+2. Extraction alone, orjson in Python vs DuckDB JSON paths, on the same lines (why compaction uses DuckDB).
+3. Per-run orchestration overhead of a real Dagster run (multiprocess executor on a temp DAGSTER_HOME) and backlog
+   catch-up in segments/minute with one batched run vs the estimate for one run per segment.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dagster as dg  # noqa: E402
+import duckdb  # noqa: E402
+import orjson  # noqa: E402
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG  # noqa: E402
+
+from harvest_pipeline import segments  # noqa: E402
+from harvest_pipeline.compaction import compact_segment, extract  # noqa: E402
+from harvest_pipeline.compaction.lines import read_segment_lines  # noqa: E402
+from harvest_pipeline.paths import DATA_ROOT_ENV, DataPaths  # noqa: E402
+from tests.compaction.frames import MS, SegmentBuilder, TrafficMix  # noqa: E402
+
+START_MS = 1_767_225_600_000
+
+
+def make_segment(root: Path, frames: int, opened_ms: int, index: int, mix: TrafficMix) -> segments.SealedSegment:
+    builder = SegmentBuilder(root, opened_at_ns=opened_ms * MS)
+    for stream, raw, event_ms in mix.frames(frames):
+        builder.frame(stream, raw, event_ms + 4)
+    return builder.seal(segments.segment_name(opened_ms * MS, "bench", "b00t", index))
+
+
+def duckdb_copy_baseline(path: Path, out: Path) -> float:
+    """The one-statement baseline: every line's common fields by JSON path into one zstd Parquet file."""
+    d = "$.f.data"
+    started = time.perf_counter()
+    duckdb.sql(
+        f"""
+        COPY (
+            SELECT (j->>'$.t')::BIGINT AS recv_ns, j->>'$.c' AS conn, j->>'$.s' AS stream, j->>'{d}.e' AS event,
+                   TRY_CAST(j->>'{d}.E' AS BIGINT) AS event_ms, j->>'{d}.s' AS symbol,
+                   TRY_CAST(j->>'{d}.u' AS BIGINT) AS update_id, TRY_CAST(j->>'{d}.a' AS BIGINT) AS agg_id,
+                   TRY_CAST(j->>'{d}.p' AS DECIMAL(18, 8)) AS price, TRY_CAST(j->>'{d}.q' AS DECIMAL(18, 8)) AS qty
+            FROM read_csv('{path}', columns = {{'j': 'VARCHAR'}}, header = false, delim = '\\x01', quote = '',
+                          escape = '', auto_detect = false)
+        ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+        """
+    )
+    return time.perf_counter() - started
+
+
+def orjson_extraction(path: Path) -> float:
+    """Python alternative: decode each line with orjson and collect per-kind column values (no Parquet)."""
+    started = time.perf_counter()
+    columns: dict[str, list] = {"t": [], "E": [], "s": [], "id": [], "p": [], "q": [], "b": [], "a": []}
+    with open(path, "rb") as handle:
+        for line in handle:
+            record = orjson.loads(line)
+            data = record["f"]["data"]
+            columns["t"].append(record["t"])
+            columns["E"].append(data["E"])
+            columns["s"].append(data["s"])
+            columns["id"].append(data.get("u", data.get("a")))
+            columns["p"].append(data.get("p"))
+            columns["q"].append(data.get("q"))
+            columns["b"].append(data.get("b"))
+            columns["a"].append(data.get("a"))
+    return time.perf_counter() - started
+
+
+def duckdb_extraction(path: Path) -> float:
+    """The chosen path: read lines with Arrow, extract and validate every kind with DuckDB (no Parquet)."""
+    started = time.perf_counter()
+    lines = read_segment_lines(path)
+    con = extract.connect()
+    extract.extract_kinds(con, lines.table, path.stem)
+    con.close()
+    return time.perf_counter() - started
+
+
+def compaction_job() -> dg.JobDefinition:
+    """The real job, reconstructable in a run's step subprocess."""
+    from harvest_pipeline.definitions import defs
+
+    return defs.resolve_job_def("compact_segments")
+
+
+def timed_run(instance: dg.DagsterInstance, names: list[str]) -> float:
+    tags = {ASSET_PARTITION_RANGE_START_TAG: names[0], ASSET_PARTITION_RANGE_END_TAG: names[-1]}
+    started = time.perf_counter()
+    with dg.execute_job(dg.reconstructable(compaction_job), instance=instance, tags=tags) as result:
+        assert result.success, f"run over {names[0]}..{names[-1]} failed"
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--backlog", type=int, default=40)
+    parser.add_argument("--backlog-frames", type=int, default=5_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-compaction-") as tmp:
+        root = Path(tmp)
+        print(f"writing a {args.frames:,}-frame segment ...", flush=True)
+        big = make_segment(root / "big", args.frames, START_MS, 1, TrafficMix(start_ms=START_MS))
+        size_mb = big.path.stat().st_size / 1e6
+        baseline_s = duckdb_copy_baseline(big.path, root / "baseline.parquet")
+        report = compact_segment(big, DataPaths.from_root(root / "big"))
+        compaction_s = report.duration_s
+        print(f"segment: {args.frames:,} lines, {size_mb:.0f} MB")
+        print(f"baseline DuckDB COPY ... TO parquet : {baseline_s:6.2f} s  {args.frames / baseline_s:10,.0f} rows/s")
+        print(f"harvest compact_segment            : {compaction_s:6.2f} s  {args.frames / compaction_s:10,.0f} rows/s")
+        print(f"ratio compaction / baseline speed  : {baseline_s / compaction_s:.2f} (goal >= 0.80)")
+        orjson_s, duck_s = orjson_extraction(big.path), duckdb_extraction(big.path)
+        print(f"extraction only, orjson in Python  : {orjson_s:6.2f} s  {args.frames / orjson_s:10,.0f} rows/s")
+        print(f"extraction only, DuckDB JSON paths : {duck_s:6.2f} s  {args.frames / duck_s:10,.0f} rows/s")
+        print(f"ratio DuckDB / orjson speed        : {orjson_s / duck_s:.2f}")
+        big.path.unlink()
+
+        backlog_root = root / "backlog"
+        os.environ[DATA_ROOT_ENV] = str(backlog_root)
+        mix = TrafficMix(start_ms=START_MS)
+        names = [
+            make_segment(backlog_root, args.backlog_frames, START_MS + i * 60_000, i + 1, mix).name
+            for i in range(args.backlog)
+        ]
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            instance.add_dynamic_partitions("segments", names)
+            one_s = timed_run(instance, names[:1])
+            segment_s = compact_segment(
+                segments.find_sealed_segment(backlog_root / "segments" / "sealed", names[0]),
+                DataPaths.from_root(backlog_root),
+            ).duration_s
+            batch_s = timed_run(instance, names)
+        overhead_s = one_s - segment_s
+        per_segment_runs_s = args.backlog * one_s
+        print(f"one run, one {args.backlog_frames:,}-frame segment   : {one_s:6.2f} s (compaction {segment_s:.2f} s)")
+        print(f"per-run orchestration overhead      : {overhead_s:6.2f} s")
+        rate = args.backlog / batch_s * 60
+        print(f"backlog {args.backlog} segments, one batched run : {batch_s:6.2f} s = {rate:8.0f} segments/min")
+        print(
+            f"same backlog, one run per segment   : {per_segment_runs_s:6.2f} s = "
+            f"{args.backlog / per_segment_runs_s * 60:8.0f} segments/min (estimated: runs x single-run time)"
+        )
+        print(f"ratio batched / per-segment speed   : {per_segment_runs_s / batch_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()
