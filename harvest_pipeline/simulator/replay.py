@@ -2,7 +2,8 @@
 
 Frames (records of kind ``frame``) from all given segments are merged in receive-time order and published on the
 stream they were recorded from, so each goes out on its route (``/market`` for aggTrade, ``/public`` for book streams)
-to whoever subscribed, raw or wrapped like any live frame. Pacing starts when the first client subscribes.
+to whoever subscribed, raw or wrapped like any live frame. Pacing starts ``START_GRACE_S`` after the first client
+subscribes, so the parallel connections of a collector all receive the first frames.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harvest_pipeline.simulator.connections import Hub
 log = logging.getLogger(__name__)
 
 MIN_SLEEP_S = 0.001
+START_GRACE_S = 0.5
 _ID_KEYS = {"aggTrade": "a"}
 
 
@@ -64,9 +66,10 @@ class Replay:
         self.finished = asyncio.Event()
 
     async def run(self) -> None:
-        """Wait for a subscriber, then publish every frame at its recorded offset divided by the speed."""
+        """Wait for a subscriber (plus the grace), then publish each frame at its recorded offset / speed."""
         while not self.hub.has_subscribers():
             await asyncio.sleep(0.05)
+        await asyncio.sleep(START_GRACE_S)
         loop = asyncio.get_running_loop()
         start, first_ns = loop.time(), None
         merged = heapq.merge(*(recorded_frames(path) for path in self.paths), key=lambda frame: frame.recv_ns)
