@@ -108,7 +108,7 @@ def _write_day_file(snapshot: list[Path], staging: Path, kind: str) -> Consolida
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW snapshot AS SELECT * FROM {read_parquet_sql(snapshot)}")
-        rows_in = con.sql("SELECT count(*) FROM snapshot").fetchone()[0]
+        rows_in = con.execute("SELECT count(*) FROM snapshot").fetchone()[0]
         con.execute(
             f"""COPY (
                 SELECT * FROM snapshot
@@ -116,7 +116,7 @@ def _write_day_file(snapshot: list[Path], staging: Path, kind: str) -> Consolida
                 ORDER BY event_time_ms, {keys}
             ) TO '{day_file}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"""
         )
-        rows_out, distinct = con.sql(
+        rows_out, distinct = con.execute(
             f"SELECT count(*), count(DISTINCT ({keys})) FROM {read_parquet_sql([day_file])}"
         ).fetchone()
     finally:

@@ -80,10 +80,13 @@ def fusion_signal(fused: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def trailing_sum(values: np.ndarray, window: int) -> np.ndarray:
-    """Sum of values[t - window + 1 .. t] (t included; shorter at the start of the day)."""
-    running = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
-    index = np.arange(len(values))
-    return running[index + 1] - running[np.maximum(index + 1 - window, 0)]
+    """Sum of values[t - window + 1 .. t] (t included; shorter at the start of the day).
+
+    Summed window by window rather than as differences of a cumulative sum, so a window of zeros sums to exactly 0
+    and the result never goes negative through cancellation.
+    """
+    padded = np.concatenate([np.zeros(window - 1), np.asarray(values, dtype=np.float64)])
+    return sliding_window_view(padded, window).sum(axis=1)
 
 
 def trades_per_second(trade_count: np.ndarray, window: int) -> np.ndarray:

@@ -1,0 +1,205 @@
+"""A deliberately plain Python computation of features_1s, written for clarity, to check the DuckDB/numpy one.
+
+It reads the raw Parquet rows with pyarrow and loops over them and over seconds; fine for a few thousand rows.
+Only the definitions in docs/features.md are shared with the production code, no functions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import statistics
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+SECONDS = 86_400
+
+
+def _rows(directory: Path) -> list[dict]:
+    rows = []
+    for path in sorted(directory.glob("*.parquet")) if directory.is_dir() else []:
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+def _first_by(rows: list[dict], key: str) -> list[dict]:
+    """Keep one row per exchange id: the earliest received (then segment, line)."""
+    chosen: dict[int, dict] = {}
+    for row in sorted(rows, key=lambda r: (r["recv_time_ns"], r["segment"], r["line"])):
+        chosen.setdefault(row[key], row)
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _robust_z(values: list[float], t: int, present_seconds: list[int]) -> float | None:
+    lo = bisect.bisect_left(present_seconds, t - 300)
+    hi = bisect.bisect_left(present_seconds, t)
+    sample = [values[s] for s in present_seconds[lo:hi]]
+    if len(sample) < 60:
+        return None
+    median = statistics.median(sample)
+    mad = statistics.median([abs(v - median) for v in sample])
+    z = (values[t] - median) / max(1.4826 * mad, 1e-9)
+    return max(-8.0, min(8.0, z))
+
+
+def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int, fee_tier: str = "TM") -> list[dict]:
+    """One dict per second of the day with the reference value of every features_1s column."""
+    trades = _first_by(_rows(kind_root / "kind=prices"), "agg_trade_id")
+    ticks = _first_by(_rows(kind_root / "kind=bookticker"), "update_id")
+    trades = [t for t in trades if day_start <= t["event_time_ms"] < day_start + SECONDS * 1000]
+    ticks = [t for t in ticks if day_start <= t["event_time_ms"] < day_start + SECONDS * 1000]
+
+    def second(row: dict) -> int:
+        return (row["event_time_ms"] - day_start) // 1000
+
+    out = [{"second_of_day": s, "time_ms": day_start + s * 1000} for s in range(SECONDS)]
+    by_second: dict[int, list[dict]] = {}
+    for trade in trades:
+        by_second.setdefault(second(trade), []).append(trade)
+    latencies: dict[int, list[int]] = {}
+    for row in trades + ticks:
+        latencies.setdefault(second(row), []).append(row["latency_ms"])
+
+    close, cvd = None, Decimal(0)
+    for s, row in enumerate(out):
+        group = by_second.get(s, [])
+        buy = sum((t["qty"] for t in group if not t["is_buyer_maker"]), Decimal(0))
+        sell = sum((t["qty"] for t in group if t["is_buyer_maker"]), Decimal(0))
+        volume = sum((t["qty"] for t in group), Decimal(0))
+        quote = sum((t["price"] * t["qty"] for t in group), Decimal(0))
+        cvd += buy - sell
+        if group:
+            close = float(group[-1]["price"])  # groups are in agg id order
+        row.update(
+            open=float(group[0]["price"]) if group else None,
+            high=float(max(t["price"] for t in group)) if group else None,
+            low=float(min(t["price"] for t in group)) if group else None,
+            close=close,
+            volume=float(volume),
+            quote_volume=float(quote),
+            vwap=float(quote) / float(volume) if group else None,
+            trade_count=len(group),
+            buy_volume=float(buy),
+            sell_volume=float(sell),
+            delta=float(buy - sell),
+            cvd=float(cvd),
+            is_empty=not group,
+            latency_ms_p50=_quantile(latencies[s], 0.5) if s in latencies else None,
+            latency_ms_p99=_quantile(latencies[s], 0.99) if s in latencies else None,
+        )
+
+    ofi = [Decimal(0)] * SECONDS
+    updates = [0] * SECONDS
+    last_in_second: dict[int, dict] = {}
+    latest_time: dict[int, int] = {}
+    previous = None
+    for tick in ticks:  # in update id order
+        s = second(tick)
+        if previous is not None:
+            b, bq, a, aq = tick["bid_price"], tick["bid_qty"], tick["ask_price"], tick["ask_qty"]
+            pb, pbq, pa_, paq = previous["bid_price"], previous["bid_qty"], previous["ask_price"], previous["ask_qty"]
+            e = (bq if b >= pb else 0) - (pbq if b <= pb else 0) - (aq if a <= pa_ else 0) + (paq if a >= pa_ else 0)
+            ofi[s] += e
+        updates[s] += 1
+        last_in_second[s] = tick
+        latest_time[s] = max(latest_time.get(s, 0), tick["event_time_ms"])
+        previous = tick
+    state, last_time = None, None
+    for s, row in enumerate(out):
+        if s in last_in_second:
+            state = last_in_second[s]
+            last_time = latest_time[s]
+        b = float(state["bid_price"]) if state else None
+        a = float(state["ask_price"]) if state else None
+        bq = float(state["bid_qty"]) if state else None
+        aq = float(state["ask_qty"]) if state else None
+        mid = (b + a) / 2 if state else None
+        row.update(
+            best_bid=b,
+            best_ask=a,
+            bid_size=bq,
+            ask_size=aq,
+            mid=mid,
+            spread_bps=(a - b) / mid * 1e4 if state else None,
+            microprice=(b * aq + a * bq) / (aq + bq) if state else None,
+            imbalance_l1=(bq - aq) / (bq + aq) if state else None,
+            book_updates=updates[s],
+            ofi=float(ofi[s]),
+            book_stale=last_time is None or day_start + (s + 1) * 1000 - last_time > 5000,
+        )
+
+    windows = _gap_windows(events_dirs, day_start)
+    for row in out:
+        start = day_start + row["second_of_day"] * 1000
+        row["gap"] = any(lo < start + 1000 and hi >= start for lo, hi in windows)
+
+    deltas = [row["delta"] for row in out]
+    ofis = [row["ofi"] for row in out]
+    trade_counts = [row["trade_count"] for row in out]
+    trade_seconds = [s for s in range(SECONDS) if trade_counts[s] > 0]
+    book_seconds = [s for s in range(SECONDS) if out[s]["book_updates"] > 0]
+    first_mid = next((s for s in range(SECONDS) if out[s]["mid"] is not None), None)
+    nonzero_returns = []  # (second, squared log return) where the mid moved
+    for s in range(1, SECONDS):
+        if out[s - 1]["mid"] is not None and out[s]["mid"] != out[s - 1]["mid"]:
+            nonzero_returns.append((s, math.log(out[s]["mid"] / out[s - 1]["mid"]) ** 2))
+    return_seconds = [s for s, _ in nonzero_returns]
+    for s, row in enumerate(out):
+        ofi_z = _robust_z(ofis, s, book_seconds)
+        cvd_z = _robust_z(deltas, s, trade_seconds)
+        fusion = 0.6 * ofi_z + 0.4 * cvd_z if ofi_z is not None and cvd_z is not None else None
+        window_trades = sum(trade_counts[max(0, s - 299) : s + 1])
+        if first_mid is None or s <= first_mid:
+            realized_vol = None
+        else:
+            lo, hi = bisect.bisect_left(return_seconds, s - 299), bisect.bisect_right(return_seconds, s)
+            realized_vol = math.sqrt(sum(r2 for _, r2 in nonzero_returns[lo:hi]))
+        hour = s // 3600
+        row.update(
+            ofi_z=ofi_z,
+            cvd_z=cvd_z,
+            fusion=fusion,
+            fusion_signal=None if fusion is None else (1 if fusion >= 1.0 else -1 if fusion <= -1.0 else 0),
+            trades_per_s_trailing=window_trades / min(s + 1, 300),
+            realized_vol_trailing=realized_vol,
+            session="Tokyo" if hour < 8 else "London" if hour < 14 else "NY",
+            fee_tier=fee_tier,
+        )
+        row["regime"] = "Active" if row["trades_per_s_trailing"] >= 2.0 else "Quiet"
+    defined = [row["realized_vol_trailing"] for row in out if row["realized_vol_trailing"] is not None]
+    median = statistics.median(defined) if defined else None
+    for row in out:
+        rv = row["realized_vol_trailing"]
+        row["vol_bucket"] = None if rv is None else "High" if rv >= median else "Low"
+        row["scenario_2x2"] = None if rv is None else f"{row['regime'][0]}_{row['vol_bucket'][0]}"
+    return out
+
+
+def _gap_windows(events_dirs: list[Path], day_start: int) -> list[tuple[int, int]]:
+    """[lo, hi] ms of every gap-like ledger record; a disconnect lasts until the next (re)connection record."""
+    ledger = [row for directory in events_dirs for row in _rows(directory)]
+    reconnects = sorted(r["event_time_ms"] for r in ledger if r["event"] in ("connect", "subscribed", "recovered"))
+    windows = []
+    for record in ledger:
+        if record["event"] not in ("gap", "write_loss", "disconnect", "watchdog"):
+            continue
+        lo = record["from_time_ms"] if record["from_time_ms"] is not None else record["event_time_ms"]
+        if record["to_time_ms"] is not None:
+            hi = record["to_time_ms"]
+        elif record["event"] == "disconnect":
+            later = [t for t in reconnects if t >= record["event_time_ms"]]
+            hi = later[0] if later else day_start + SECONDS * 1000 - 1
+        else:
+            hi = record["event_time_ms"]
+        windows.append((lo, hi))
+    return windows

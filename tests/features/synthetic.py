@@ -1,0 +1,107 @@
+"""Synthetic raw Parquet days (vectorised, any size): a random-walk market written as overlapping part files.
+
+Used by the Dagster integration test (small) and by ``bench/features.py`` (a busy day). Rows are split into
+``parts`` consecutive part files like per-segment compaction output; the last rows of each part are repeated at the
+start of the next one, as two overlapping connections would record them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harvest_pipeline.features.sources import day_start_ms, kind_dir
+from harvest_pipeline.schema import BOOKTICKER, PRICES
+
+SCALE = 10**8  # DECIMAL(18, 8)
+
+
+def decimals(unscaled: np.ndarray) -> pa.Array:
+    """DECIMAL(18, 8) array from non-negative integers in units of 1e-8 (exact, no float round trip)."""
+    words = np.zeros((len(unscaled), 2), dtype=np.int64)
+    words[:, 0] = unscaled
+    return pa.Array.from_buffers(pa.decimal128(18, 8), len(unscaled), [None, pa.py_buffer(words.tobytes())])
+
+
+def _event_times(
+    rng: np.random.Generator, count: int, start_s: int, end_s: int, day_start: int, burst_share: float
+) -> np.ndarray:
+    """Sorted event times: spread over [start_s, end_s), with ``burst_share`` of them in its middle fifth."""
+    span = end_s - start_s
+    burst_lo = start_s + 2 * span // 5
+    in_burst = int(count * burst_share)
+    spread = rng.integers(start_s * 1000, end_s * 1000, count - in_burst)
+    burst = rng.integers(burst_lo * 1000, (burst_lo + span // 5) * 1000, in_burst)
+    return np.sort(np.concatenate([spread, burst])) + day_start
+
+
+def _write_parts(table: pa.Table, directory: Path, parts: int, overlap: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, table.num_rows, parts + 1).astype(int)
+    for index in range(parts):
+        lo = max(bounds[index] - (overlap if index else 0), 0)
+        part = table.slice(lo, bounds[index + 1] - lo)
+        segment = f"part-seg{index:03d}"
+        part = part.set_column(part.schema.get_field_index("segment"), "segment", pa.array([segment] * part.num_rows))
+        pq.write_table(part, directory / f"{segment}.parquet", compression="zstd")
+
+
+def _provenance(event_ms: np.ndarray, latency: np.ndarray) -> dict:
+    n = len(event_ms)
+    return {
+        "latency_ms": latency,
+        "recv_time_ns": (event_ms + latency) * 1_000_000,
+        "conn_id": pa.array(["c1"] * n),
+        "segment": pa.array([""] * n),
+        "line": np.arange(n, dtype=np.int64),
+    }
+
+
+def write_synthetic_day(
+    root: Path,
+    day: dt.date,
+    symbol: str,
+    trades: int,
+    ticks: int,
+    start_s: int = 0,
+    end_s: int = 86_400,
+    parts: int = 4,
+    overlap: int = 2,
+    burst_share: float = 0.3,
+    seed: int = 1,
+) -> None:
+    """Write prices and bookticker parts for one day x symbol; prices move in 0.1 steps around 50,000."""
+    rng = np.random.default_rng(seed)
+    start = day_start_ms(day)
+    trade_ms = _event_times(rng, trades, start_s, end_s, start, burst_share)
+    tick_ms = _event_times(rng, ticks, start_s, end_s, start, burst_share)
+    mid_steps = 500_000 + np.cumsum(rng.integers(-1, 2, ticks))  # mid in units of 0.1
+    bid = (mid_steps - 1) * (SCALE // 10)
+    trade_steps = mid_steps[np.clip(np.searchsorted(tick_ms, trade_ms), 0, ticks - 1)] + rng.integers(-1, 2, trades)
+    prices = {
+        "event_time_ms": trade_ms,
+        "trade_time_ms": trade_ms,
+        "agg_trade_id": np.arange(1, trades + 1, dtype=np.int64),
+        "first_trade_id": np.arange(1, trades + 1, dtype=np.int64),
+        "last_trade_id": np.arange(1, trades + 1, dtype=np.int64),
+        "price": decimals(trade_steps * (SCALE // 10)),
+        "qty": decimals(rng.integers(1, 5_000, trades) * (SCALE // 1000)),
+        "is_buyer_maker": rng.random(trades) < 0.5,
+        **_provenance(trade_ms, rng.integers(0, 40, trades)),
+    }
+    book = {
+        "event_time_ms": tick_ms,
+        "transaction_time_ms": tick_ms,
+        "update_id": np.arange(1, ticks + 1, dtype=np.int64) * 3,
+        "bid_price": decimals(bid),
+        "bid_qty": decimals(rng.integers(1, 20_000, ticks) * (SCALE // 1000)),
+        "ask_price": decimals(bid + 2 * (SCALE // 10)),
+        "ask_qty": decimals(rng.integers(1, 20_000, ticks) * (SCALE // 1000)),
+        **_provenance(tick_ms, rng.integers(0, 40, ticks)),
+    }
+    _write_parts(pa.table(prices, schema=PRICES), kind_dir(root, day, symbol, "prices"), parts, overlap)
+    _write_parts(pa.table(book, schema=BOOKTICKER), kind_dir(root, day, symbol, "bookticker"), parts, overlap)
