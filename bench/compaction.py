@@ -133,6 +133,7 @@ def main() -> None:
             make_segment(backlog_root, args.backlog_frames, START_MS + i * 60_000, i + 1, mix).name
             for i in range(args.backlog)
         ]
+        (root / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
             instance.add_dynamic_partitions("segments", names)
             one_s = timed_run(instance, names[:1])
