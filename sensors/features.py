@@ -12,20 +12,17 @@ import json
 
 import dagster as dg
 
-from assets.consolidation import CONSOLIDATED_KINDS, DAY_SYMBOL_PARTITIONS, configured_symbols, daily_asset_key
+from assets.consolidation import CONSOLIDATED_KINDS, configured_symbols, daily_asset_key
 from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.features.sources import newest_raw_change_ns
 
 REFRESH_INTERVAL_S = 180
 
-features_refresh_job = dg.define_asset_job(
-    "features_refresh_job", selection=dg.AssetSelection.assets(features_1s), partitions_def=DAY_SYMBOL_PARTITIONS
-)
+features_refresh_job = dg.define_asset_job("features_refresh_job", selection=dg.AssetSelection.assets(features_1s))
 features_final_job = dg.define_asset_job(
     "features_final_job",
     selection=dg.AssetSelection.assets(features_1s, *(daily_asset_key(kind) for kind in CONSOLIDATED_KINDS)),
-    partitions_def=DAY_SYMBOL_PARTITIONS,
 )
 
 
