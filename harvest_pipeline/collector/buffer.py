@@ -7,49 +7,73 @@ and the caller counts it in the ``DropLedger`` (per stream, with the receive-tim
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections import deque
 from dataclasses import dataclass
 
 from harvest_pipeline.segments import Line
 
+_line_data = operator.attrgetter("data")
+
 
 class BoundedLineQueue:
-    """A FIFO of encoded lines bounded by count and total bytes; one producer thread, one consumer thread."""
+    """A FIFO of encoded lines bounded by count and total bytes, for exactly one producer and one consumer thread.
+
+    Lock-free under the GIL: ``deque.append``/``popleft`` are atomic, and each byte counter is written by one thread
+    only (the producer adds to ``_added``, the consumer to ``_taken``), so the hot path pays no lock.
+    """
 
     def __init__(self, max_lines: int, max_bytes: int):
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self._items: deque[Line] = deque()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._added = 0
+        self._taken = 0
+        self._consumer_waiting = False
         self._ready = threading.Event()
 
     def offer(self, line: Line) -> bool:
         """Append ``line`` if it fits; returns False (and changes nothing) when the queue is full."""
         size = len(line.data)
-        with self._lock:
-            if len(self._items) >= self.max_lines or self._bytes + size > self.max_bytes:
-                return False
-            self._items.append(line)
-            self._bytes += size
-            if len(self._items) == 1:
-                self._ready.set()
+        if len(self._items) >= self.max_lines or self._added - self._taken + size > self.max_bytes:
+            return False
+        self._items.append(line)
+        self._added += size
+        if self._consumer_waiting:
+            self._consumer_waiting = False
+            self._ready.set()
         return True
+
+    def offer_many(self, lines: list[Line]) -> list[Line]:
+        """Append ``lines`` in order as far as they fit; returns those refused (the queue never exceeds its bounds)."""
+        if not lines:
+            return []
+        size = sum(map(len, map(_line_data, lines)))
+        if len(self._items) + len(lines) <= self.max_lines and self._added - self._taken + size <= self.max_bytes:
+            self._items.extend(lines)
+            self._added += size
+            if self._consumer_waiting:
+                self._consumer_waiting = False
+                self._ready.set()
+            return []
+        return [line for line in lines if not self.offer(line)]
 
     def take_all(self, timeout: float) -> list[Line]:
         """Everything queued, oldest first, waiting up to ``timeout`` seconds for the first line."""
-        if not self._items:
-            self._ready.wait(timeout)
-        with self._lock:
-            items = list(self._items)
-            self._items.clear()
-            self._bytes = 0
+        if not self._items and timeout > 0:
             self._ready.clear()
+            self._consumer_waiting = True
+            if not self._items:
+                self._ready.wait(timeout)
+            self._consumer_waiting = False
+        popleft = self._items.popleft
+        items = [popleft() for _ in range(len(self._items))]
+        self._taken += sum(len(line.data) for line in items)
         return items
 
     def wake(self) -> None:
-        """Interrupt a waiting ``take_all`` (shutdown, seal timer)."""
+        """Interrupt a waiting ``take_all`` (shutdown)."""
         self._ready.set()
 
     @property
@@ -60,7 +84,7 @@ class BoundedLineQueue:
     @property
     def bytes(self) -> int:
         """Bytes waiting."""
-        return self._bytes
+        return self._added - self._taken
 
 
 @dataclass

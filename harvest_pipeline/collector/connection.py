@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import DATA_OPCODES, Frame
+from websockets.protocol import Event
 
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.sequencing import extract_stream
-from harvest_pipeline.segments import encode_control, encode_frame
+from harvest_pipeline.segments import Line, encode_control, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Connection:
         self._config = config
         self._seq = 0
         self._frames = 0
-        self._ws: websockets.ClientConnection | None = None
+        self._ws: BatchingClientConnection | None = None
         self._close_reason: str | None = None
 
     @property
@@ -104,6 +107,7 @@ class Connection:
         try:
             self._ws = await websockets.connect(
                 self.url,
+                create_connection=BatchingClientConnection,
                 max_size=self._config.max_frame_bytes,
                 open_timeout=self._config.connect_timeout_s,
                 close_timeout=CLOSE_TIMEOUT_S,
@@ -149,48 +153,85 @@ class Connection:
             return f"closed by client: code {exc.sent.code} {exc.sent.reason}".rstrip()
         return "connection lost without a close frame"
 
-    async def _read(self, ws: websockets.ClientConnection) -> None:
+    async def _read(self, ws: BatchingClientConnection) -> None:
+        ws.on_frames = self._on_frames
+        while True:  # only messages websockets had to assemble (fragmented ones) arrive here; the rest are batched
+            self._on_frames([await ws.recv(decode=False)])
+
+    def _on_frames(self, batch: list[bytes]) -> None:
+        """The hot path: every frame of one TCP read, stamped with the time of that read, into the queue."""
         intake = self._intake
         entries = intake.entries
-        emit = intake.emit
-        clock = intake.clock
         conn_id = self.conn_id
-        recv = ws.recv
+        now = intake.clock()
+        lines: list[Line] = []
         got_data = False
-        while True:
-            raw = await recv(decode=False)
-            now = clock()
+        for raw in batch:
             self._seq += 1
-            self._frames += 1
-            entry = entries.get(extract_stream(raw))  # type: ignore[arg-type]
+            if raw.startswith(b'{"stream":"'):  # the combined-stream layout, inlined from extract_stream
+                entry = entries.get(raw[11 : raw.find(b'"', 11)])
+            else:
+                entry = entries.get(extract_stream(raw))  # type: ignore[arg-type]
             if entry is None:
-                self._other_frame(raw, now)
+                lines.append(self._other_frame(raw, now))
                 continue
+            got_data = True
             state = entry.state
             state.frames += 1
             state.bytes += len(raw)
             state.last_recv_ns = now
-            emit(encode_frame(now, conn_id, self._seq, entry.name, raw))
-            if entry.sequence is not None:
-                intake.check_sequence(entry, raw, conn_id, self.next_seq)
-            if not got_data:
-                got_data = True
-                self.first_data.set()
+            lines.append(encode_frame(now, conn_id, self._seq, entry.name, raw))
+            sequence = entry.sequence
+            if sequence is not None:
+                gap = sequence.observe(raw)
+                if gap is not None or sequence.needs_snapshot:
+                    intake.emit_many(lines)
+                    lines = []
+                    intake.after_sequence_event(entry, gap, conn_id, self.next_seq)
+        self._frames += len(batch)
+        intake.emit_many(lines)
+        if got_data and not self.first_data.is_set():
+            self.first_data.set()
 
-    def _other_frame(self, raw: bytes, now: int) -> None:
+    def _other_frame(self, raw: bytes, now: int) -> Line:
         """Subscribe replies become ``subscribed`` records; anything else is kept as a frame of its claimed stream."""
         if raw.startswith(b'{"result"') or raw.startswith(b'{"id"'):
-            self._intake.emit(
-                encode_control(
-                    now,
-                    self.conn_id,
-                    self._seq,
-                    "subscribed",
-                    reply=raw.decode("utf-8", "replace"),
-                    streams=self.streams,
-                )
-            )
-            return
+            reply = raw.decode("utf-8", "replace")
+            return encode_control(now, self.conn_id, self._seq, "subscribed", reply=reply, streams=self.streams)
         claimed = extract_stream(raw)
         name = claimed.decode("utf-8", "replace") if claimed else "unknown"
-        self._intake.emit(encode_frame(now, self.conn_id, self._seq, name, raw))
+        return encode_frame(now, self.conn_id, self._seq, name, raw)
+
+
+class BatchingClientConnection(websockets.ClientConnection):
+    """A websockets connection that hands complete data frames to ``on_frames`` once per TCP read.
+
+    websockets still does the handshake, pings, close and size limits; only unfragmented data frames skip its
+    per-message assembler and ``recv`` await, which is most of a bare receive loop's cost. Until ``on_frames`` is
+    set, and for fragmented messages, frames take the normal ``recv`` path.
+    """
+
+    on_frames: Callable[[list[bytes]], None] | None = None
+    _batch: list[bytes] | None = None
+    _in_fragmented_message = False
+
+    def process_event(self, event: Event) -> None:
+        """Collect complete data frames; pass everything else to websockets."""
+        if self.on_frames is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            if event.fin and not self._in_fragmented_message:
+                if self._batch is None:
+                    self._batch = []
+                data = event.data
+                self._batch.append(data if type(data) is bytes else bytes(data))
+                return
+            self._in_fragmented_message = not event.fin
+        super().process_event(event)
+
+    def data_received(self, data: bytes) -> None:
+        """Let websockets parse the read, then deliver the batch of frames it contained."""
+        super().data_received(data)
+        batch = self._batch
+        if batch:
+            self._batch = None
+            assert self.on_frames is not None
+            self.on_frames(batch)

@@ -59,13 +59,18 @@ class Intake:
         if not self.queue.offer(line):
             self.ledger.record(line)
 
-    def check_sequence(self, entry: StreamEntry, raw: bytes, conn_id: str, next_seq: Callable[[], int]) -> None:
-        """Follow the stream's exchange ids; record a gap and ask for a snapshot when needed."""
-        sequence = entry.sequence
-        assert sequence is not None
-        gap = sequence.observe(raw)
+    def emit_many(self, lines: list[Line]) -> None:
+        """Queue records in order; whatever does not fit is counted as lost."""
+        for refused in self.queue.offer_many(lines):
+            self.ledger.record(refused)
+
+    def after_sequence_event(
+        self, entry: StreamEntry, gap: Gap | None, conn_id: str, next_seq: Callable[[], int]
+    ) -> None:
+        """Record a gap found on ``entry``'s id sequence and/or ask for the depth snapshot it needs."""
         if gap is not None:
             self.record_gap(gap, conn_id, next_seq())
+        sequence = entry.sequence
         if isinstance(sequence, DepthSequence) and sequence.needs_snapshot:
             sequence.needs_snapshot = False
             self.request_snapshot(entry.symbol, "start" if gap is None else "pu chain break")

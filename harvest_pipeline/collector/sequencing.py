@@ -6,8 +6,10 @@ A frame whose ids cannot be found is simply not sequenced (compaction decides wh
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+_INT = re.compile(rb"-?\d+")
 _STREAM_KEY = b'"stream":"'
 _COMBINED_PREFIX = b'{"stream":"'
 
@@ -31,16 +33,12 @@ def extract_int(raw: bytes, key: bytes) -> int | None:
     if at < 0:
         return None
     start = at + len(key)
-    end = start
-    length = len(raw)
-    while end < length and raw[end] in b"0123456789-":
-        end += 1
-    if end == start:
-        return None
+    end = raw.find(b",", start)
     try:
         return int(raw[start:end])
     except ValueError:
-        return None
+        match = _INT.match(raw, start)
+        return int(match.group()) if match else None
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,8 @@ class AggTradeSequence:
 
     Ids at or below the highest seen are duplicates (e.g. from an overlapping rotation) and are not gaps.
     """
+
+    needs_snapshot = False
 
     def __init__(self, stream: str):
         self.stream = stream
