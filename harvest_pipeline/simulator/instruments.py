@@ -7,6 +7,7 @@ formatted with exactly as many decimals as the tick or step size has, the way Bi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 def decimals_of(size: str) -> int:
@@ -43,27 +44,27 @@ class Instrument:
     events_per_second: float
     """Order-book events (limit orders, cancels, market orders) per second at rate 1.0: a normal busy market."""
 
-    @property
+    @cached_property
     def price_decimals(self) -> int:
         """Decimals printed for prices."""
         return decimals_of(self.tick_size)
 
-    @property
+    @cached_property
     def qty_decimals(self) -> int:
         """Decimals printed for quantities."""
         return decimals_of(self.step_size)
 
-    @property
+    @cached_property
     def tick_units(self) -> int:
         """One tick in price units (``10**-price_decimals``)."""
         return units_of(self.tick_size, self.price_decimals)
 
-    @property
+    @cached_property
     def step_units(self) -> int:
         """One lot in quantity units (``10**-qty_decimals``)."""
         return units_of(self.step_size, self.qty_decimals)
 
-    @property
+    @cached_property
     def start_ticks(self) -> int:
         """The starting mid price in ticks."""
         return units_of(self.start_price, self.price_decimals) // self.tick_units

@@ -19,7 +19,10 @@ MAX_LEVELS_PER_SIDE = 400
 MIN_LEVELS_PER_SIDE = 60
 """Cancels stop thinning a side below this many levels (a limit order arrives instead)."""
 MEAN_DISTANCE_TICKS = 40.0
-"""Mean distance, in ticks from the touch, at which limit orders arrive and cancels hit."""
+"""Mean distance from the touch, in ticks (limit orders) or levels (cancels), of the flow away from the touch."""
+NEAR_SHARE = 0.5
+NEAR_DISTANCE_TICKS = 1.0
+"""Half the limit orders and cancels work the touch: within about one tick or level of the best price."""
 INITIAL_LEVELS = 150
 LIMIT_SHARE = 0.55
 CANCEL_SHARE = 0.35
@@ -108,8 +111,8 @@ class SymbolMarket:
         self._diff_asks: dict[int, int] = {}
         self._diff_first: int | None = None
         self.last_diff_update_id = self.update_id
-        self._last_top: Top | None = None
         self._seed_book()
+        self._last_top = self.top()
 
     def _seed_book(self) -> None:
         mid = self.spec.start_ticks
@@ -117,7 +120,6 @@ class SymbolMarket:
             for side, tick in ((self.bids, mid - distance), (self.asks, mid + distance)):
                 if distance == 1 or self.rng.random() < 0.8:
                     side.set(tick, self._order_lots())
-        self._last_top = self.top()
 
     def _order_lots(self) -> int:
         return 1 + int(self.rng.expovariate(1.0 / self.spec.mean_order_lots))
@@ -137,7 +139,8 @@ class SymbolMarket:
         """Run ``events`` random book events; returns the trades and every change of the best bid/ask, in order."""
         trades: list[Trade] = []
         tops: list[Top] = []
-        rng = self.rng
+        rng, bids, asks = self.rng, self.bids, self.asks
+        last = self._last_top
         for _ in range(events):
             self.update_id += 1
             if self._diff_first is None:
@@ -147,17 +150,18 @@ class SymbolMarket:
                 self._limit_order(rng.random() < 0.5)
             elif draw < LIMIT_SHARE + CANCEL_SHARE:
                 is_bid = rng.random() < 0.5
-                if len(self.bids if is_bid else self.asks) > MIN_LEVELS_PER_SIDE:
+                if len(bids if is_bid else asks) > MIN_LEVELS_PER_SIDE:
                     self._cancel(is_bid)
                 else:
                     self._limit_order(is_bid)
             else:
                 self._market_order(rng.random() < 0.5, trades)
-            top = self.top()
-            last = self._last_top
-            if last is None or top[1:] != last[1:]:
-                tops.append(top)
-            self._last_top = top
+            bid, ask = bids.ticks[-1], asks.ticks[0]
+            bid_lots, ask_lots = bids.lots[bid], asks.lots[ask]
+            if bid != last.bid_ticks or ask != last.ask_ticks or bid_lots != last.bid_lots or ask_lots != last.ask_lots:
+                last = Top(self.update_id, bid, bid_lots, ask, ask_lots)
+                tops.append(last)
+        self._last_top = last
         return trades, tops
 
     def _set(self, side: BookSide, tick: int, lots: int) -> None:
@@ -165,7 +169,9 @@ class SymbolMarket:
         (self._diff_bids if side.is_bid else self._diff_asks)[tick] = lots
 
     def _distance(self) -> int:
-        return min(int(self.rng.expovariate(1.0 / MEAN_DISTANCE_TICKS)), MAX_LEVELS_PER_SIDE)
+        """Levels away from the touch: half the flow works the touch itself, the rest spreads deep into the book."""
+        mean = NEAR_DISTANCE_TICKS if self.rng.random() < NEAR_SHARE else MEAN_DISTANCE_TICKS
+        return min(int(self.rng.expovariate(1.0 / mean)), MAX_LEVELS_PER_SIDE)
 
     def _limit_order(self, is_bid: bool) -> None:
         side, other = (self.bids, self.asks) if is_bid else (self.asks, self.bids)
@@ -177,7 +183,7 @@ class SymbolMarket:
 
     def _cancel(self, is_bid: bool) -> None:
         side = self.bids if is_bid else self.asks
-        tick = side.nth_best(min(int(self.rng.expovariate(1.0 / MEAN_DISTANCE_TICKS)), len(side) - 1))
+        tick = side.nth_best(min(self._distance(), len(side) - 1))
         lots = side.lots[tick]
         self._set(side, tick, 0 if self.rng.random() < 0.3 else lots - self.rng.randint(1, lots))
 
