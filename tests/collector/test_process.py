@@ -2,13 +2,19 @@
 
 import random
 import time
-from collections import defaultdict
 
 import psutil
 
 from harvest_pipeline.segments import OPEN_SUFFIX
 from tests.collector.faulty_fs import FAULT_MARKER_ENV
-from tests.collector.harness import CollectorProcess, SimulatorProcess, records_of, sent_per_stream, wait_for
+from tests.collector.harness import (
+    CollectorProcess,
+    SimulatorProcess,
+    records_of,
+    run_kill_loop,
+    sent_per_stream,
+    wait_for,
+)
 from tests.collector.sealed import frames_per_stream, load_sealed_records, lost_per_stream
 
 KILL_CYCLES = 20
@@ -35,36 +41,11 @@ def test_sigterm_drains_seals_and_exits_0(tmp_path):
 
 
 def test_kill_9_loop_keeps_sealed_segments_valid_and_loses_at_most_the_unflushed_tail(tmp_path):
-    rng = random.Random(9)
-    sim = SimulatorProcess(tmp_path)
-    kills: dict[str, int] = {}
-    expected_recoveries = 0
-    for _ in range(KILL_CYCLES):
-        collector = CollectorProcess(tmp_path, sim, segment_max_age_s=0.4)
-        wait_for(lambda c=collector: c.health()[1]["streams"]["btcusdt@aggTrade"]["frames"] > 0, 10, "first frames")
-        time.sleep(rng.uniform(0.0, 0.6))
-        kills[collector.info["boot_id"]] = time.time_ns()
-        collector.kill()
-        expected_recoveries += bool(open_parts(tmp_path))
-    final = CollectorProcess(tmp_path, sim)
-    time.sleep(0.3)
-    assert final.terminate() == 0
-    sim.stop()
-
-    records = load_sealed_records(tmp_path / "data" / "segments" / "sealed")
-    recovered = records_of(records, "recovered")
-    assert len(recovered) == expected_recoveries > 0
+    result = run_kill_loop(tmp_path, KILL_CYCLES, random.Random(9))
+    assert result.recovered_records == result.open_segments_at_kill > 0, "each left-open segment was recovered"
     assert not open_parts(tmp_path)
-    last_t: dict[str, int] = defaultdict(int)
-    numbers: dict[str, list[int]] = defaultdict(list)
-    for record in records:
-        boot = record["c"].split("-")[0]
-        last_t[boot] = max(last_t[boot], record["t"])
-        numbers[record["c"]].append(record["n"])
-    for boot, killed_at in kills.items():
-        assert killed_at - last_t[boot] < FLUSH_BOUND_NS, f"boot {boot} lost more than the unflushed tail"
-    for conn_id, seen in numbers.items():
-        assert sorted(seen) == list(range(1, len(seen) + 1)), f"{conn_id} has a hole: only the tail may be lost"
+    assert max(result.tail_loss_ns) < FLUSH_BOUND_NS, "a kill lost more than the unflushed tail"
+    assert result.holes == [], "only the tail of a killed connection may be lost"
 
 
 def test_failing_disk_is_survived_with_bounded_memory_and_the_loss_recorded_exactly(tmp_path):
