@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from harvest_pipeline.simulator.accounting import ConnectionRecord, StreamTally
 from harvest_pipeline.simulator.faults import MALFORMED, FaultState
@@ -26,6 +27,8 @@ DATA, BAD, REPEAT, CONTROL = range(4)
 
 QueuedFrame = tuple[StreamTally | None, int, bytes, int]
 """``(tally, exchange id, payload, what)``."""
+MAX_BATCH = 256
+"""Most frames handed to the socket in one write."""
 
 
 def bad_frame(kind: str, payload: bytes) -> bytes:
@@ -33,6 +36,18 @@ def bad_frame(kind: str, payload: bytes) -> bytes:
     if kind == MALFORMED:
         return b'{"e":"simulatorFault","data":{not json' + payload[:8]
     return payload[: max(1, len(payload) // 2)]
+
+
+def _count(frame: QueuedFrame) -> None:
+    tally, frame_id, payload, what = frame
+    if tally is None:
+        return
+    if what == DATA:
+        tally.count_frame(frame_id, len(payload))
+    elif what == BAD:
+        tally.malformed += 1
+    else:
+        tally.repeated += 1
 
 
 class ClientConnection:
@@ -73,21 +88,24 @@ class ClientConnection:
         self._wakeup.set()
 
     async def run_sender(self) -> None:
-        """Send queued frames in order until the connection closes, counting each one as it is handed to the socket."""
+        """Send queued frames in order until the connection closes, counting each one as it is handed to the socket.
+
+        Frames waiting together are framed by the websockets protocol object and written with one socket write; the
+        last frame of each batch goes through ``send`` so websockets' flow control (drain) still applies.
+        """
         pending, ws = self._pending, self.ws
         try:
             while not self.closed:
                 while pending:
-                    tally, frame_id, payload, what = pending.popleft()
-                    await ws.send(payload, text=True)
-                    if tally is None:
-                        continue
-                    if what == DATA:
-                        tally.count_frame(frame_id, len(payload))
-                    elif what == BAD:
-                        tally.malformed += 1
-                    else:
-                        tally.repeated += 1
+                    if len(pending) > 1 and ws.protocol.state is State.OPEN:
+                        for _ in range(min(len(pending), MAX_BATCH) - 1):
+                            frame = pending.popleft()
+                            ws.protocol.send_text(frame[2])
+                            _count(frame)
+                        ws.transport.write(b"".join(ws.protocol.data_to_send()))
+                    frame = pending.popleft()
+                    await ws.send(frame[2], text=True)
+                    _count(frame)
                 self._wakeup.clear()
                 await self._wakeup.wait()
         except ConnectionClosed:

@@ -81,6 +81,8 @@ def test_accounting_totals_match_what_a_client_counted() -> None:
                 frames = await collect_then_unsubscribe(ws, 0.8, streams)
             await asyncio.sleep(0.1)
             accounting = sim.accounting()
+            _, _, over_http = await http_get(f"{sim.admin_base}/admin/accounting")
+        assert over_http == accounting
         counted = {stream: 0 for stream in streams}
         ids: dict[str, list[int]] = {stream: [] for stream in streams}
         for frame in frames:

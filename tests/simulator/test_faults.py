@@ -43,7 +43,8 @@ def test_drop_all_and_drop_connection_cut_clients_and_record_why() -> None:
                 )
                 await collect(first, 2.0)
                 assert first.state.name == "CLOSED"
-                assert [conn["id"] for conn in sim.connection_list()] == ["c2"]
+                _, _, listed = await http_get(f"{sim.admin_base}/admin/connections")
+                assert [(conn["id"], conn["route"], conn["streams"]) for conn in listed] == [("c2", "market", [AGG])]
                 status, body = await admin_fault(sim.admin_base, {"fault": "drop_all"})
                 assert status == 200 and body["dropped"] == ["c2"]
                 await asyncio.sleep(0.2)
