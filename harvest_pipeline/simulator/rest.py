@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.accounting import RestTally
-from harvest_pipeline.simulator.exchange import Exchange
+from harvest_pipeline.simulator.exchange import Exchange, SymbolFeed
 from harvest_pipeline.simulator.faults import FaultState
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -126,7 +126,7 @@ class RestApi:
         self.tally.rejected[key] = self.tally.rejected.get(key, 0) + 1
         return self._respond(status, wire.rest_error(code, message), headers)
 
-    def _feed(self, query: dict[str, str]):  # noqa: ANN202 - returns SymbolFeed
+    def _feed(self, query: dict[str, str]) -> SymbolFeed:
         feed = self.exchange.feed(query.get("symbol", ""))
         if feed is None:
             raise RestError(-1121, "Invalid symbol.")
