@@ -209,7 +209,8 @@ class KindRows:
     """The outcome of one kind: rows to write, how many valid rows were duplicates, and lines to quarantine."""
 
     table: pa.Table
-    """Schema columns plus ``date`` (UTC event date) and ``symbol``, sorted by date, symbol, event time, id."""
+    """Schema columns plus ``date`` (UTC event date), ``symbol`` and ``stream``, sorted by date, symbol, event
+    time, id. DuckDB also sees it as table ``out_<kind>`` (the continuity checks read it there)."""
     duplicates: int
     quarantined: list[tuple[int, str]]
 
@@ -261,41 +262,36 @@ def extract_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table, segment: str)
 def _extract_kind(con: duckdb.DuckDBPyConnection, spec: KindSpec, segment: str) -> KindRows:
     columns = ",\n".join(f"{column.sql} AS {column.name}" for column in spec.columns)
     invalid = ", ".join(sql for column in spec.columns if (sql := column.invalid_key_sql()))
-    table = f"kind_{spec.kind}"
+    checked = f"checked_{spec.kind}"
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT {columns}, {spec.symbol_sql} AS symbol, {_prefix("s")} AS stream
-        FROM records WHERE route = '{spec.kind}'
+        CREATE OR REPLACE TEMP TABLE {checked} AS
+        SELECT *, concat_ws(', ', {invalid}, CASE WHEN symbol IS NULL THEN 's (symbol)' END,
+                            CASE WHEN stream IS NULL THEN 's (stream)' END) AS bad_keys
+        FROM (
+            SELECT {columns}, {spec.symbol_sql} AS symbol, {_prefix("s")} AS stream
+            FROM records WHERE route = '{spec.kind}'
+        )
         """,
         {"segment": segment},
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE checked_{spec.kind} AS
-        SELECT *, concat_ws(', ', {invalid}, CASE WHEN symbol IS NULL THEN 's (symbol)' END,
-                            CASE WHEN stream IS NULL THEN 's (stream)' END) AS bad_keys
-        FROM {table}
-        """
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE out_{spec.kind} AS
-        SELECT * EXCLUDE (bad_keys), CAST(epoch_ms({spec.time_column}) AS DATE) AS date
-        FROM checked_{spec.kind} WHERE bad_keys = ''
-        QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY line) = 1
-        ORDER BY date, symbol, {spec.time_column}, {spec.id_column}, line
-        """
-    )
-    [(valid, kept)] = con.sql(
-        f"SELECT (SELECT count(*) FROM checked_{spec.kind} WHERE bad_keys = ''), (SELECT count(*) FROM out_{spec.kind})"
-    ).fetchall()
-    bad = con.sql(f"SELECT line, bad_keys FROM checked_{spec.kind} WHERE bad_keys <> '' ORDER BY line").fetchall()
+    [(valid,)] = con.sql(f"SELECT count(*) FROM {checked} WHERE bad_keys = ''").fetchall()
+    bad = con.sql(f"SELECT line, bad_keys FROM {checked} WHERE bad_keys <> '' ORDER BY line").fetchall()
     quarantined = [(line, _bad_field_reason(spec, keys)) for line, keys in bad]
     names = ", ".join(schema.RAW_KINDS[spec.kind].names)
-    rows = con.sql(f"SELECT {names}, strftime(date, '%Y-%m-%d') AS date, symbol FROM out_{spec.kind}").to_arrow_table()
-    con.execute(f"DROP TABLE {table}; DROP TABLE checked_{spec.kind}")
-    return KindRows(rows, valid - kept, quarantined)
+    rows = con.sql(
+        f"""
+        SELECT {names}, strftime(date, '%Y-%m-%d') AS date, symbol, stream
+        FROM (
+            SELECT *, CAST(epoch_ms({spec.time_column}) AS DATE) AS date FROM {checked} WHERE bad_keys = ''
+            QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY line) = 1
+        )
+        ORDER BY date, symbol, {spec.time_column}, {spec.id_column}, line
+        """
+    ).to_arrow_table()
+    con.execute(f"DROP TABLE {checked}")
+    con.register(f"out_{spec.kind}", rows)
+    return KindRows(rows, valid - rows.num_rows, quarantined)
 
 
 def _bad_field_reason(spec: KindSpec, keys: str) -> str:
