@@ -6,8 +6,11 @@ formatted with exactly as many decimals as the tick or step size has, the way Bi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+
+FORMAT_CACHE_SIZE = 50_000
+"""Formatted prices (and quantities) remembered per instrument before the memo starts afresh."""
 
 
 def decimals_of(size: str) -> int:
@@ -43,6 +46,8 @@ class Instrument:
     """Mean size of a limit order, in steps."""
     events_per_second: float
     """Order-book events (limit orders, cancels, market orders) per second at rate 1.0: a normal busy market."""
+    _prices: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _quantities: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def price_decimals(self) -> int:
@@ -70,12 +75,22 @@ class Instrument:
         return units_of(self.start_price, self.price_decimals) // self.tick_units
 
     def price(self, ticks: int) -> str:
-        """The wire string of a price given in ticks."""
-        return format_units(ticks * self.tick_units, self.price_decimals)
+        """The wire string of a price given in ticks (memoised: prices cluster around the touch)."""
+        text = self._prices.get(ticks)
+        if text is None:
+            if len(self._prices) >= FORMAT_CACHE_SIZE:
+                self._prices.clear()
+            text = self._prices[ticks] = format_units(ticks * self.tick_units, self.price_decimals)
+        return text
 
     def qty(self, lots: int) -> str:
-        """The wire string of a quantity given in lots."""
-        return format_units(lots * self.step_units, self.qty_decimals)
+        """The wire string of a quantity given in lots (memoised)."""
+        text = self._quantities.get(lots)
+        if text is None:
+            if len(self._quantities) >= FORMAT_CACHE_SIZE:
+                self._quantities.clear()
+            text = self._quantities[lots] = format_units(lots * self.step_units, self.qty_decimals)
+        return text
 
 
 INSTRUMENTS: dict[str, Instrument] = {
