@@ -134,7 +134,10 @@ def main() -> None:
             for i in range(args.backlog)
         ]
         (root / "dagster_home").mkdir()
-        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        quiet = {
+            "python_logs": {"python_log_level": "WARNING"}
+        }  # Dagster's DEBUG/INFO event lines would bury the figures
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home"), overrides=quiet) as instance:
             instance.add_dynamic_partitions("segments", names)
             one_s = timed_run(instance, names[:1])
             segment_s = compact_segment(
