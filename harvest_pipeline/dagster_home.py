@@ -18,6 +18,8 @@ DAGSTER_YAML = f"""\
 # harvest's Dagster instance (written by harvest; edit freely, it is not overwritten)
 telemetry:
   enabled: false
+nux:
+  enabled: false
 run_queue:
   max_concurrent_runs: {MAX_CONCURRENT_RUNS}
   tag_concurrency_limits:
@@ -47,7 +49,11 @@ load_from:
 
 
 def ensure_dagster_home(paths: DataPaths) -> Path:
-    """Create ``DAGSTER_HOME`` with ``dagster.yaml`` and a ``workspace.yaml`` if missing; return the workspace path."""
+    """Create ``DAGSTER_HOME`` with ``dagster.yaml``, ``workspace.yaml`` and initialised storage; return the workspace.
+
+    Storage is created here, in one process, because the webserver and the daemon racing to create the same SQLite
+    databases can leave two migration heads behind and an instance neither can open.
+    """
     home = paths.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     for name, text in (("dagster.yaml", DAGSTER_YAML), ("workspace.yaml", WORKSPACE_YAML)):
@@ -56,4 +62,15 @@ def ensure_dagster_home(paths: DataPaths) -> Path:
             tmp = target.with_name(name + ".tmp")
             tmp.write_text(text)
             tmp.replace(target)
+    initialise_storage(home)
     return home / "workspace.yaml"
+
+
+def initialise_storage(home: Path) -> None:
+    """Open the instance once so its run, event-log and schedule databases exist and are migrated."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.get_dynamic_partitions("harvest_init")
+        instance.all_instigator_state()

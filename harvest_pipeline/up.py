@@ -96,7 +96,11 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
     else:
         reachable, why = binance_reachable()
         simulate, reason = not reachable, why
-    env = {"HARVEST_DATA_ROOT": str(paths.root), "DAGSTER_HOME": str(paths.dagster_home)}
+    env = {
+        "HARVEST_DATA_ROOT": str(paths.root),
+        "DAGSTER_HOME": str(paths.dagster_home),
+        "HARVEST_SYMBOLS": args.symbols,
+    }
     bin_dir = Path(sys.executable).parent
     logs = paths.root / "logs"
     children: list[ChildSpec] = []
@@ -117,6 +121,8 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
                     args.symbols,
                     "--rate",
                     str(args.simulator_rate),
+                    "--ready-file",
+                    str(paths.root / SIMULATOR_READY_FILE),
                     "--accounting-file",
                     str(paths.root / "simulator-accounting.json"),
                 ],
@@ -146,7 +152,6 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
         **env,
         "HARVEST_WS_BASE": ws_base,
         "HARVEST_REST_BASE": rest_base,
-        "HARVEST_SYMBOLS": args.symbols,
         "HARVEST_METRICS_PORT": str(args.metrics_port),
     }
     if args.segment_seconds:

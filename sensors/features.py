@@ -9,6 +9,7 @@
 
 import datetime as dt
 import json
+import os
 
 import dagster as dg
 
@@ -17,7 +18,8 @@ from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.features.sources import newest_raw_change_ns
 
-REFRESH_INTERVAL_S = 180
+REFRESH_INTERVAL_S = int(os.environ.get("HARVEST_FEATURES_REFRESH_S", "180"))
+"""Minimum seconds between refresh ticks (``HARVEST_FEATURES_REFRESH_S``; tests and demos use less)."""
 
 features_refresh_job = dg.define_asset_job("features_refresh_job", selection=dg.AssetSelection.assets(features_1s))
 features_final_job = dg.define_asset_job(
