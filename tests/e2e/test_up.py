@@ -4,7 +4,10 @@ sent, today's features built, checks passing, a kill -9 of the collector survive
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import duckdb
 import pytest
 
 from harvest_pipeline import segments
-from tests.e2e.harness import RunningPipeline, http_json, start_pipeline, wait_for
+from tests.e2e.harness import REPO, RunningPipeline, http_json, start_pipeline, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -114,6 +117,14 @@ def test_up_compacts_exactly_what_the_simulator_sent_and_builds_todays_features(
         statuses = {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status")
                     for c in node["assetChecksOrError"]["checks"]}  # fmt: skip
         assert statuses[check] == "SUCCEEDED", f"{asset}/{check}: {statuses}"
+
+    status = subprocess.run(
+        [sys.executable, "-m", "harvest_pipeline.cli", "status", "--data", str(pipeline.data)],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    lag = re.search(r"compaction lag: (\d+) segment", status.stdout)
+    assert "btcusdt@aggTrade" in status.stdout and lag and int(lag.group(1)) <= 2, status.stdout
+    assert "failed runs: 0" in status.stdout, status.stdout
 
 
 def test_kill_9_of_the_collector_is_restarted_and_loses_nothing_sealed(pipeline: RunningPipeline) -> None:
