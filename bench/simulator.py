@@ -4,9 +4,10 @@ Both servers run in their own process; this process is the one client, counting 
 server sends one pre-encoded bookTicker-sized frame in a tight loop (the most websockets can push to this client);
 the simulator runs its market model at increasing rates with the client subscribed to every symbol's bookTicker and
 depth diffs. Prints frames/s for each, the ratio to the baseline and the median delay from event time ``E`` to
-receive (a simulator that cannot keep up falls behind the wall clock). Target: >= 20,000 frames/s sustained.
+receive. A rate counts as sustained when it delivers what it asks for (frames scale linearly with the rate).
+Target: >= 20,000 frames/s sustained; the exit status is 1 below it.
 
-    python bench/simulator.py [--seconds 4] [--rates 20,50,100]
+    python bench/simulator.py [--seconds 4] [--rates 20,50,100,200,300]
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ BASELINE_FRAME = (
     b'"s":"BTCUSDT","b":"96999.90","B":"2.197","a":"97000.00","A":"1.233"}}'
 )
 TARGET_FRAMES_PER_S = 20_000
-MAX_DELAY_MS = 100
-"""A simulator whose frames reach the client later than this after their event time is falling behind."""
+KEEP_UP_SHARE = 0.95
+"""A run keeps up when it delivers this share of the frames its rate asks for (scaled from the lowest rate's run);
+an overloaded simulator skips market ticks rather than sending stale frames, so fewer frames is the symptom."""
 
 
 async def serve_baseline(ready_file: Path) -> None:
@@ -87,7 +89,8 @@ async def count_frames(url: str, seconds: float) -> Count:
                         break
         except ConnectionClosed:
             dropped = True
-    return Count(frames, time.perf_counter() - start, dropped, statistics.median(delays) if delays else 0.0)
+        elapsed = time.perf_counter() - start  # before the close handshake, which is not part of the throughput
+    return Count(frames, elapsed, dropped, statistics.median(delays) if delays else 0.0)
 
 
 def spawn(command: list[str], ready_file: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -140,7 +143,7 @@ def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--rates", default="20,50,100")
+    parser.add_argument("--rates", default="20,50,100,200,300")
     parser.add_argument("--serve-baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
@@ -150,11 +153,12 @@ def main() -> int:
         workdir = Path(tmp)
         baseline = measure_baseline(args.seconds, workdir)
         print(f"bare websockets send loop:      {baseline:10,.0f} frames/s (baseline)")
-        best = 0.0
-        for rate in (float(rate) for rate in args.rates.split(",")):
+        best, frames_per_rate = 0.0, None
+        for rate in sorted(float(rate) for rate in args.rates.split(",")):
             count = measure_simulator(rate, args.seconds, workdir)
-            keeps_up = not count.dropped and count.median_delay_ms < MAX_DELAY_MS
-            verdict = "sustained" if keeps_up else "overloaded (client dropped or falling behind)"
+            frames_per_rate = frames_per_rate or count.per_second / rate  # the lowest rate is the reference load
+            keeps_up = not count.dropped and count.per_second >= KEEP_UP_SHARE * frames_per_rate * rate
+            verdict = "sustained" if keeps_up else "overloaded (client dropped or market clock behind)"
             print(f"simulator rate {rate:5.0f} (6 symbols): {count.per_second:10,.0f} frames/s  "
                   f"{count.per_second / baseline:5.2f}x baseline  median E-to-receive {count.median_delay_ms:5.0f} ms  "
                   f"{verdict}")  # fmt: skip

@@ -37,6 +37,8 @@ websockets_log = logging.getLogger("harvest_pipeline.simulator.websockets")
 websockets_log.setLevel(logging.WARNING)  # websockets logs every REST answer and connection at INFO
 
 HOUSEKEEPING_S = 0.05
+MAX_CLOCK_LAG_S = 1.0
+"""An overloaded market clock skips ticks beyond this lag instead of sending ever staler frames."""
 MAX_CONTROL_STREAMS = 1024
 
 
@@ -121,7 +123,8 @@ class Simulator:
         while True:
             next_at += TICK_S
             delay = next_at - loop.time()
-            if delay < -1.0:
+            if delay < -MAX_CLOCK_LAG_S:
+                log.warning("market clock %.1f s behind (CPU overloaded); skipping to now", -delay)
                 next_at = loop.time()
             await asyncio.sleep(max(delay, 0.0))
             self.exchange.run_tick(time.time_ns() // 1_000_000, loop.time())
