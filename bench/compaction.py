@@ -1,6 +1,6 @@
 """Compaction throughput against same-run baselines, orchestration overhead and backlog catch-up.
 
-    python bench/compaction.py [--frames 1000000] [--backlog 40] [--backlog-frames 5000]
+    python bench/compaction.py [--frames 1000000] [--repeat 2] [--backlog 40] [--backlog-frames 5000]
 
 1. One segment of realistic mixed traffic (bookTicker, aggTrade, 5-30 level depth diffs): full compaction rows/s vs a
    one-statement DuckDB ``COPY (SELECT json paths FROM read_csv(lines)) TO parquet`` of the same lines (goal >= 0.8).
@@ -105,6 +105,7 @@ def timed_run(instance: dg.DagsterInstance, names: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of baseline and compaction (best is kept)")
     parser.add_argument("--backlog", type=int, default=40)
     parser.add_argument("--backlog-frames", type=int, default=5_000)
     args = parser.parse_args()
@@ -113,9 +114,10 @@ def main() -> None:
         print(f"writing a {args.frames:,}-frame segment ...", flush=True)
         big = make_segment(root / "big", args.frames, START_MS, 1, TrafficMix(start_ms=START_MS))
         size_mb = big.path.stat().st_size / 1e6
-        baseline_s = duckdb_copy_baseline(big.path, root / "baseline.parquet")
-        report = compact_segment(big, DataPaths.from_root(root / "big"))
-        compaction_s = report.duration_s
+        baseline_s = compaction_s = float("inf")
+        for _ in range(args.repeat):  # interleaved, best of N: the cores are shared, so one run can be unlucky
+            baseline_s = min(baseline_s, duckdb_copy_baseline(big.path, root / "baseline.parquet"))
+            compaction_s = min(compaction_s, compact_segment(big, DataPaths.from_root(root / "big")).duration_s)
         print(f"segment: {args.frames:,} lines, {size_mb:.0f} MB")
         print(f"baseline DuckDB COPY ... TO parquet : {baseline_s:6.2f} s  {args.frames / baseline_s:10,.0f} rows/s")
         print(f"harvest compact_segment            : {compaction_s:6.2f} s  {args.frames / compaction_s:10,.0f} rows/s")
@@ -134,9 +136,7 @@ def main() -> None:
             for i in range(args.backlog)
         ]
         (root / "dagster_home").mkdir()
-        quiet = {
-            "python_logs": {"python_log_level": "WARNING"}
-        }  # Dagster's DEBUG/INFO event lines would bury the figures
+        quiet = {"python_logs": {"python_log_level": "WARNING"}}  # Dagster's per-event lines would bury the figures
         with dg.instance_for_test(temp_dir=str(root / "dagster_home"), overrides=quiet) as instance:
             instance.add_dynamic_partitions("segments", names)
             one_s = timed_run(instance, names[:1])
