@@ -66,6 +66,7 @@ class ClientConnection:
         self._pending: deque[QueuedFrame] = deque()
         self._wakeup = asyncio.Event()
         self.closed = False
+        self._control_times: deque[float] = deque()
 
     @property
     def connection_id(self) -> str:
@@ -76,6 +77,14 @@ class ClientConnection:
     def route(self) -> str:
         """``public`` or ``market``."""
         return self.record.route
+
+    def control_rate_exceeded(self, now: float, per_second: int) -> bool:
+        """Record an incoming control message; True when more than ``per_second`` arrived within one second."""
+        times = self._control_times
+        times.append(now)
+        while times[0] <= now - 1.0:
+            times.popleft()
+        return len(times) > per_second
 
     def offer(self, frame: QueuedFrame) -> None:
         """Queue a frame without waiting; drops the client when its queue is full."""

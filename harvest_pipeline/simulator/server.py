@@ -40,6 +40,8 @@ HOUSEKEEPING_S = 0.05
 MAX_CLOCK_LAG_S = 1.0
 """An overloaded market clock skips ticks beyond this lag instead of sending ever staler frames."""
 MAX_CONTROL_STREAMS = 1024
+MAX_CONTROL_PER_SECOND = 10
+"""Binance drops a connection that sends more incoming messages than this per second."""
 
 
 def parse_ws_path(path: str) -> tuple[str, bool, list[str]] | None:
@@ -177,6 +179,9 @@ class Simulator:
         sender = asyncio.create_task(conn.run_sender())
         try:
             async for message in ws:
+                if conn.control_rate_exceeded(asyncio.get_running_loop().time(), MAX_CONTROL_PER_SECOND):
+                    conn.drop(f"more than {MAX_CONTROL_PER_SECOND} control messages in one second")
+                    break
                 self._answer_control(conn, message)
         except ConnectionClosed:
             pass

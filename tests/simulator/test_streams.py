@@ -152,3 +152,16 @@ def test_live_subscribe_and_unsubscribe_start_and_stop_a_stream() -> None:
             assert "error" in orjson.loads(await ws.recv())
 
     run(scenario())
+
+
+def test_more_than_ten_control_messages_in_a_second_drop_the_connection() -> None:
+    async def scenario() -> None:
+        async with running_simulator(FAST) as sim, connect(f"{sim.ws_base}/market/ws") as ws:
+            for request_id in range(12):
+                await ws.send(f'{{"method":"LIST_SUBSCRIPTIONS","id":{request_id}}}')
+            replies = await collect(ws, 2.0)
+            reason = sim.accounting()["connections"]["c1"]["close_reason"]
+        assert len(replies) <= 10 and ws.state.name == "CLOSED"
+        assert reason == "more than 10 control messages in one second"
+
+    run(scenario())
