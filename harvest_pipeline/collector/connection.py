@@ -14,10 +14,10 @@ from collections.abc import Callable
 import orjson
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import DATA_OPCODES, Frame
-from websockets.protocol import Event
+from websockets.protocol import State
 
 from harvest_pipeline.collector.config import CollectorConfig
+from harvest_pipeline.collector.framing import split_frames
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.sequencing import extract_stream
 from harvest_pipeline.segments import Line, encode_control, encode_frame
@@ -154,7 +154,7 @@ class Connection:
         return "connection lost without a close frame"
 
     async def _read(self, ws: BatchingClientConnection) -> None:
-        ws.on_frames = self._on_frames
+        ws.deliver_to(self._on_frames)
         while True:  # only messages websockets had to assemble (fragmented ones) arrive here; the rest are batched
             self._on_frames([await ws.recv(decode=False)])
 
@@ -204,34 +204,68 @@ class Connection:
 
 
 class BatchingClientConnection(websockets.ClientConnection):
-    """A websockets connection that hands complete data frames to ``on_frames`` once per TCP read.
+    """A websockets connection whose plain data frames bypass websockets' parser (see ``framing.py``).
 
-    websockets still does the handshake, pings, close and size limits; only unfragmented data frames skip its
-    per-message assembler and ``recv`` await, which is most of a bare receive loop's cost. Until ``on_frames`` is
-    set, and for fragmented messages, frames take the normal ``recv`` path.
+    websockets still does the handshake, pings, pongs, close, fragmented messages and size limits: it is fed the
+    HTTP response and, afterwards, every frame that is not a complete unfragmented data frame, always whole. Data
+    frames of one TCP read go to ``on_frames`` as one batch (held until ``deliver_to`` names the receiver).
     """
 
-    on_frames: Callable[[list[bytes]], None] | None = None
-    _batch: list[bytes] | None = None
+    _buffer = b""
+    _mode = "handshake"
     _in_fragmented_message = False
+    on_frames: Callable[[list[bytes]], None] | None = None
+    _held: list[bytes] | None = None
 
-    def process_event(self, event: Event) -> None:
-        """Collect complete data frames; pass everything else to websockets."""
-        if self.on_frames is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
-            if event.fin and not self._in_fragmented_message:
-                if self._batch is None:
-                    self._batch = []
-                data = event.data
-                self._batch.append(data if type(data) is bytes else bytes(data))
-                return
-            self._in_fragmented_message = not event.fin
-        super().process_event(event)
+    def deliver_to(self, on_frames: Callable[[list[bytes]], None]) -> None:
+        """Start handing data frames to ``on_frames`` (including any that arrived before)."""
+        self.on_frames = on_frames
+        held, self._held = self._held, None
+        if held:
+            on_frames(held)
 
     def data_received(self, data: bytes) -> None:
-        """Let websockets parse the read, then deliver the batch of frames it contained."""
-        super().data_received(data)
-        batch = self._batch
-        if batch:
-            self._batch = None
-            assert self.on_frames is not None
-            self.on_frames(batch)
+        """Split plain data frames out; give websockets everything else."""
+        if self._mode == "frames":
+            self._split(self._buffer + data)
+        elif self._mode == "passthrough":
+            super().data_received(data)
+        else:
+            self._handshake_data(self._buffer + data)
+
+    def eof_received(self) -> None:
+        """Let websockets see any incomplete frame before the end of the stream."""
+        if self._buffer:
+            rest, self._buffer = self._buffer, b""
+            super().data_received(rest)
+        return super().eof_received()
+
+    def _handshake_data(self, data: bytes) -> None:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            self._buffer = data
+            return
+        self._buffer = b""
+        super().data_received(data[: end + 4])
+        if self.protocol.state is State.OPEN:
+            self._mode = "frames"
+            self._split(data[end + 4 :])
+        else:
+            self._mode = "passthrough"
+            super().data_received(data[end + 4 :])
+
+    def _split(self, data: bytes) -> None:
+        split = split_frames(data, self.protocol.max_message_size or 1 << 62, self._in_fragmented_message)
+        self._in_fragmented_message = split.in_fragmented_message
+        self._buffer = data[split.consumed :]
+        if split.others:
+            super().data_received(split.others)
+        if split.payloads:
+            if self.on_frames is not None:
+                self.on_frames(split.payloads)
+            else:
+                self._held = (self._held or []) + split.payloads
+        if split.oversized:
+            self._mode = "passthrough"
+            rest, self._buffer = self._buffer, b""
+            super().data_received(rest)

@@ -48,13 +48,15 @@ def collect_in_process(
     symbols: tuple[str, ...] = ("BTCUSDT",),
     rate: float = 1.0,
     clock: Callable[[], int] = time.time_ns,
+    simulator_settings: dict[str, Any] | None = None,
     **settings: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run ``scenario`` while a collector records from a simulator; stop the simulator first (so every frame it sent
     was read), then the collector. Returns the sealed records and the simulator's final accounting."""
 
     async def main() -> dict[str, Any]:
-        async with running_simulator(SimulatorConfig(symbols=symbols, seed=3, rate=rate)) as sim:
+        simulator_config = SimulatorConfig(symbols=symbols, seed=3, rate=rate, **(simulator_settings or {}))
+        async with running_simulator(simulator_config) as sim:
             config = CollectorConfig(
                 symbols=symbols, ws_base=sim.ws_base, rest_base=sim.rest_base, **{**FAST_SETTINGS, **settings}
             )

@@ -1,0 +1,62 @@
+import asyncio
+import struct
+
+from harvest_pipeline.collector.framing import split_frames
+from tests.collector.harness import collect_in_process, records_of
+
+
+def frame(first: int, payload: bytes, mask: bool = False) -> bytes:
+    length = len(payload)
+    mask_bit = 0x80 if mask else 0
+    if length < 126:
+        header = struct.pack("!BB", first, mask_bit | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", first, mask_bit | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, length)
+    return header + (b"\0\0\0\0" if mask else b"") + payload
+
+
+SMALL, MEDIUM, LARGE = b'{"a":1}', b"m" * 300, b"L" * 70_000
+PING, CLOSE = frame(0x89, b"hi"), frame(0x88, b"\x03\xe8")
+FRAGMENTS = frame(0x01, b"part1") + frame(0x80, b"part2")
+STREAM = frame(0x81, SMALL) + PING + frame(0x82, MEDIUM) + FRAGMENTS + frame(0x81, LARGE) + CLOSE
+
+
+def test_plain_data_frames_are_split_out_and_everything_else_is_kept_whole_in_order():
+    split = split_frames(STREAM, 1 << 20, False)
+    assert split.payloads == [SMALL, MEDIUM, LARGE]
+    assert split.others == PING + FRAGMENTS + CLOSE
+    assert split.consumed == len(STREAM) and not split.oversized and not split.in_fragmented_message
+
+
+def test_any_chunking_of_the_byte_stream_gives_the_same_frames():
+    for chunk in (1, 3, 7, 1000):
+        payloads, others, buffer, fragmented = [], b"", b"", False
+        for at in range(0, len(STREAM), chunk):
+            buffer += STREAM[at : at + chunk]
+            split = split_frames(buffer, 1 << 20, fragmented)
+            payloads += split.payloads
+            others += split.others
+            buffer, fragmented = buffer[split.consumed :], split.in_fragmented_message
+        assert (payloads, others, buffer) == ([SMALL, MEDIUM, LARGE], PING + FRAGMENTS + CLOSE, b""), chunk
+
+
+def test_masked_frames_go_to_websockets_and_oversized_frames_stop_the_split():
+    masked = frame(0x81, SMALL, mask=True)
+    assert split_frames(masked, 1 << 20, False).others == masked
+    split = split_frames(frame(0x81, SMALL) + frame(0x81, LARGE), 1000, False)
+    assert split.payloads == [SMALL] and split.oversized and split.consumed == len(frame(0x81, SMALL))
+
+
+def test_server_pings_are_answered_so_the_connection_survives_them(tmp_path):
+    async def scenario(sim, service):
+        await asyncio.sleep(3.0)
+
+    records, _ = collect_in_process(
+        tmp_path, scenario, simulator_settings={"ping_interval_s": 0.2, "ping_timeout_s": 0.6}
+    )
+    connected = {r["c"] for r in records_of(records, "connect")}
+    assert len(connected) == 2, "no reconnects: both connections lived through ~15 pings each"
+    ends = [r["reason"] for r in records_of(records, "disconnect") if r["c"] in connected]
+    assert ends == ["closed by server: code 1000 server shutdown"] * 2
