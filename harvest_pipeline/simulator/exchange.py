@@ -93,6 +93,23 @@ class Exchange:
                 feed.partial_stream, diff.last_update_id, wire.depth_update(feed.spec, diff, now_ms, bids, asks), now
             )
 
+    def depth_body(self, symbol: str, limit: int, now_ms: int) -> bytes:
+        """The REST depth body of ``symbol``; ``LookupError`` if it is not simulated."""
+        feed = self._require(symbol)
+        bids, asks = feed.market.depth(limit)
+        return wire.depth_snapshot(feed.spec, feed.market.update_id, now_ms, bids, asks)
+
+    def agg_trades_body(self, symbol: str, from_id: int | None, limit: int) -> bytes:
+        """The REST aggTrades body of ``symbol``; ``LookupError`` if it is not simulated."""
+        feed = self._require(symbol)
+        return wire.rest_agg_trades(feed.spec, feed.trades_from(from_id, limit))
+
+    def _require(self, symbol: str) -> SymbolFeed:
+        feed = self.feed(symbol)
+        if feed is None:
+            raise LookupError("Invalid symbol.")
+        return feed
+
     def feed(self, symbol: str) -> SymbolFeed | None:
         """The feed of ``symbol`` (any case), or None when the simulator does not trade it."""
         return self.feeds.get(symbol.upper())

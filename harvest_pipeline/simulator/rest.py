@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.accounting import RestTally
-from harvest_pipeline.simulator.exchange import Exchange, SymbolFeed
+from harvest_pipeline.simulator.exchange import Exchange
 from harvest_pipeline.simulator.faults import FaultState
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -73,11 +73,26 @@ class WeightBudget:
             self.minute, self.used = minute, 0
 
 
-class RestApi:
-    """Answers ``/fapi/v1/...`` GET requests from the exchange's current state."""
+class MarketState(Protocol):
+    """Where depth and trade answers come from: the live market model or the replayed frames."""
 
-    def __init__(self, exchange: Exchange, faults: FaultState, weight_limit: int, tally: RestTally):
+    def depth_body(self, symbol: str, limit: int, now_ms: int) -> bytes:
+        """A depth snapshot body; ``LookupError`` with a message when there is none for ``symbol``."""
+        ...
+
+    def agg_trades_body(self, symbol: str, from_id: int | None, limit: int) -> bytes:
+        """An aggTrades body; ``LookupError`` with a message when there is none for ``symbol``."""
+        ...
+
+
+class RestApi:
+    """Answers ``/fapi/v1/...`` GET requests from the exchange's (or the replay's) current state."""
+
+    def __init__(
+        self, exchange: Exchange, market: MarketState, faults: FaultState, weight_limit: int, tally: RestTally
+    ):
         self.exchange = exchange
+        self.market = market
         self.faults = faults
         self.budget = WeightBudget(weight_limit)
         self.tally = tally
@@ -126,27 +141,24 @@ class RestApi:
         self.tally.rejected[key] = self.tally.rejected.get(key, 0) + 1
         return self._respond(status, wire.rest_error(code, message), headers)
 
-    def _feed(self, query: dict[str, str]) -> SymbolFeed:
-        feed = self.exchange.feed(query.get("symbol", ""))
-        if feed is None:
-            raise RestError(-1121, "Invalid symbol.")
-        return feed
-
     def _depth(self, query: dict[str, str]) -> bytes:
-        feed = self._feed(query)
         limit = _int(query, "limit", 500)
         if limit not in DEPTH_LIMITS:
             raise RestError(-1130, f"Invalid limit {limit}; valid limits are {list(DEPTH_LIMITS)}.")
-        bids, asks = feed.market.depth(limit)
-        return wire.depth_snapshot(feed.spec, feed.market.update_id, _now_ms(), bids, asks)
+        try:
+            return self.market.depth_body(query.get("symbol", ""), limit, _now_ms())
+        except LookupError as exc:
+            raise RestError(-1121, str(exc)) from None
 
     def _agg_trades(self, query: dict[str, str]) -> bytes:
-        feed = self._feed(query)
         limit = _int(query, "limit", 500)
         if not 1 <= limit <= 1000:
             raise RestError(-1130, f"Invalid limit {limit}; it must be 1..1000.")
         from_id = _int(query, "fromId", None) if "fromId" in query else None
-        return wire.rest_agg_trades(feed.spec, feed.trades_from(from_id, limit))
+        try:
+            return self.market.agg_trades_body(query.get("symbol", ""), from_id, limit)
+        except LookupError as exc:
+            raise RestError(-1121, str(exc)) from None
 
     def _exchange_info(self, query: dict[str, str]) -> bytes:
         specs = [feed.spec for feed in self.exchange.feeds.values()]

@@ -67,8 +67,11 @@ class Simulator:
         self.hub = Hub(self.faults)
         self.exchange = Exchange(config, self.hub, self.faults)
         self.rest_tally = RestTally()
-        self.rest = RestApi(self.exchange, self.faults, config.weight_limit_per_minute, self.rest_tally)
-        self.replay = Replay(config.replay, config.replay_speed, self.hub) if config.replay else None
+        self.replay = (
+            Replay(config.replay, config.replay_speed, self.hub, config.agg_trade_history) if config.replay else None
+        )
+        market = self.replay.market if self.replay is not None else self.exchange
+        self.rest = RestApi(self.exchange, market, self.faults, config.weight_limit_per_minute, self.rest_tally)
         self.max_lifetime_s = config.max_lifetime_s
         self.records: list[ConnectionRecord] = []
         self.connections: dict[str, ClientConnection] = {}

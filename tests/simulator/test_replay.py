@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from harvest_pipeline import segments
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
 from harvest_pipeline.simulator.replay import START_GRACE_S
-from tests.simulator.clients import collect, run
+from tests.simulator.clients import collect, http_get, run
 
 START_NS = 1_780_000_000_000_000_000
 STEP_NS = 100_000_000  # 100 ms apart as recorded
@@ -40,6 +40,8 @@ def write_segment(tmp_path: Path) -> Path:
         for i, (stream, raw) in enumerate(recorded_frames())
     ]
     lines.insert(3, segments.encode_control(START_NS, "c1", 99, "connect", url="ws://x"))
+    snapshot = {"lastUpdateId": 70, "E": 1, "T": 1, "bids": [["96999.90", "2.000"]], "asks": [["97000.10", "1.000"]]}
+    lines.insert(0, segments.encode_snapshot(START_NS, "rest", 0, "BTCUSDT", orjson.dumps(snapshot), limit=1000))
     segment.append(lines)
     segment.seal(sealed_root)
     return segments.sealed_path(sealed_root, name)
@@ -64,6 +66,8 @@ def test_replay_serves_recorded_frames_on_their_routes_with_scaled_pacing(tmp_pa
                 return loop.time() - started
 
             trades, diffs, took = await asyncio.gather(collect(market, 2.0), collect(public, 2.0), replay_duration())
+            _, _, depth = await http_get(f"{sim.rest_base}/fapi/v1/depth?symbol=BTCUSDT&limit=5")
+            _, _, recent = await http_get(f"{sim.rest_base}/fapi/v1/aggTrades?symbol=BTCUSDT&fromId=508")
             tally = sim.accounting()["streams"]
         assert [orjson.loads(frame) for frame in trades] == [
             orjson.loads(raw)["data"] for stream, raw in expected if stream == "btcusdt@aggTrade"
@@ -74,5 +78,10 @@ def test_replay_serves_recorded_frames_on_their_routes_with_scaled_pacing(tmp_pa
         assert 0.45 <= took - START_GRACE_S <= 1.0, "19 gaps of 50 ms at speed 2 take about 0.475 s"
         assert tally["btcusdt@aggTrade"]["first_id"] == 500 and tally["btcusdt@aggTrade"]["last_id"] == 509
         assert tally["btcusdt@depth@100ms"]["frames"] == 10
+        assert depth["lastUpdateId"] == 79, "REST serves the recorded snapshot brought forward by the replayed diffs"
+        assert depth["bids"] == [["97000.00", "1.000"], ["96999.90", "2.000"]] and depth["asks"] == [
+            ["97000.10", "1.000"]
+        ]
+        assert [trade["a"] for trade in recent] == [508, 509] and list(recent[0]) == ["a", "p", "q", "f", "l", "T", "m"]
 
     run(scenario())
