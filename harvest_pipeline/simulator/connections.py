@@ -67,6 +67,8 @@ class ClientConnection:
         self._wakeup = asyncio.Event()
         self.closed = False
         self._control_times: deque[float] = deque()
+        self._close_task: asyncio.Task[None] | None = None
+        """Kept referenced: the event loop holds tasks only weakly."""
 
     @property
     def connection_id(self) -> str:
@@ -134,7 +136,7 @@ class ClientConnection:
             return
         log.info("closing connection %s (%s)", self.connection_id, reason)
         self._mark_closed(reason)
-        asyncio.get_running_loop().create_task(self.ws.close(1000, reason[:100]))
+        self._close_task = asyncio.get_running_loop().create_task(self.ws.close(1000, reason[:100]))
 
     def _mark_closed(self, reason: str) -> None:
         self.closed = True
