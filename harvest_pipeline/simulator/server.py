@@ -13,6 +13,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -160,16 +161,14 @@ class Simulator:
             )
             for name, value in answer.headers.items():
                 headers[name] = value
-            reason = "OK" if answer.status == 200 else "Error"
-            return Response(answer.status, reason, headers, answer.body)
+            return Response(answer.status, HTTPStatus(answer.status).phrase, headers, answer.body)
         if parse_ws_path(request.path) is None:
             return connection.respond(404, f"no websocket route {request.path}; use /public/... or /market/...\n")
         return None
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         parsed = parse_ws_path(ws.request.path if ws.request else "")
-        if parsed is None:
-            return
+        assert parsed is not None, "process_request answers every other path"
         route, combined, streams = parsed
         if self.config.send_buffer_bytes is not None:
             client_socket = ws.transport.get_extra_info("socket")
