@@ -87,6 +87,9 @@ class Connection:
         except asyncio.CancelledError:
             self.end_kind = "shutdown"
             raise
+        except Exception as exc:  # a bug or an unforeseen library error must cost a reconnect, not the shard
+            log.exception("connection %s failed unexpectedly", self.conn_id)
+            reason = f"internal error: {exc!r}"
         finally:
             self.ended_at = time.monotonic()
             self._control(

@@ -8,6 +8,7 @@ within ``shutdown_deadline_s`` (exit 1 if the disk kept failing and records coul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import importlib
 import itertools
@@ -124,13 +125,15 @@ class CollectorService:
         watchdog_ns = int(self.config.watchdog_s * 1e9)
         streams = {name: state.health(now, watchdog_ns) for name, state in self.intake.streams.items()}
         writer = {
+            "alive": self.writer.alive,
             "healthy": self.writer.healthy,
             "segment": self.writer.segment_name,
             "queue_lines": self.queue.depth,
             "queue_bytes": self.queue.bytes,
             "dropped": dict(self.ledger.total),
         }
-        healthy = self.writer.healthy and all(entry["state"] != "silent" for entry in streams.values())
+        streams_ok = all(entry["state"] != "silent" for entry in streams.values())
+        healthy = self.writer.alive and self.writer.healthy and streams_ok
         return healthy, {"status": "ok" if healthy else "degraded", "streams": streams, "writer": writer}
 
     def _recover(self) -> list[Line]:
@@ -168,10 +171,20 @@ class CollectorService:
             for shard in self.shards:
                 shard.start()
             self._write_ready_file()
-            await stop.wait()
-            return await self._shutdown(background, runner)
+            writer_died = await self._wait_for_stop_or_writer_death(stop)
+            code = await self._shutdown(background, runner)
+            return 1 if writer_died else code
         finally:
             os.close(lock_fd)
+
+    async def _wait_for_stop_or_writer_death(self, stop: asyncio.Event) -> bool:
+        """Wait for ``stop``; True if the writer thread died first (nothing could be written any more)."""
+        while not stop.is_set():
+            if not self.writer.alive:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        return False
 
     async def _shutdown(self, background: list[asyncio.Task[None]], runner: object) -> int:
         deadline = time.monotonic() + self.config.shutdown_deadline_s

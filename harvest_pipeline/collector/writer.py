@@ -90,6 +90,11 @@ class SegmentWriter:
         return not self._thread.is_alive() and self.lost_on_exit == 0
 
     @property
+    def alive(self) -> bool:
+        """Whether the writer thread is running."""
+        return self._thread.is_alive()
+
+    @property
     def segment_name(self) -> str | None:
         """The name of the segment being written, if one is open."""
         return None if self._segment is None else self._segment.name
@@ -105,6 +110,9 @@ class SegmentWriter:
         except WriterAbandoned:
             self.lost_on_exit = len(self._pending) + self._queue.depth
             log.error("shutdown deadline passed with the disk still failing: %d records not written", self.lost_on_exit)
+        except Exception:
+            self.healthy = False
+            log.exception("segment writer crashed; the collector will exit so its supervisor restarts it")
 
     def _cycle(self) -> None:
         losses = self._ledger.take()
