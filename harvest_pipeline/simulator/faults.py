@@ -112,23 +112,11 @@ class FaultState:
 
     def stream_stalled(self, stream: str, now: float) -> bool:
         """Whether data on ``stream`` is held back right now."""
-        until = self.stalled_streams.get(stream)
-        if until is None:
-            return False
-        if now < until:
-            return True
-        del self.stalled_streams[stream]
-        return False
+        return _still_active(self.stalled_streams, stream, now)
 
     def connection_stalled(self, connection_id: str, now: float) -> bool:
         """Whether data to ``connection_id`` is held back right now (its pings go on)."""
-        until = self.stalled_connections.get(connection_id)
-        if until is None:
-            return False
-        if now < until:
-            return True
-        del self.stalled_connections[connection_id]
-        return False
+        return _still_active(self.stalled_connections, connection_id, now)
 
     def take_frame_faults(self, stream: str) -> tuple[str | None, bool]:
         """For the next frame of ``stream``: the bad frame to inject before it (or None) and whether to repeat it."""
@@ -165,3 +153,14 @@ class FaultState:
             return None
         self.rest_count -= 1
         return self.rest_status, self.rest_retry_after
+
+
+def _still_active(deadlines: dict[str, float], key: str, now: float) -> bool:
+    """Whether ``key``'s deadline lies ahead; an expired deadline is forgotten."""
+    until = deadlines.get(key)
+    if until is None:
+        return False
+    if now < until:
+        return True
+    del deadlines[key]
+    return False

@@ -77,20 +77,20 @@ class Instrument:
     def price(self, ticks: int) -> str:
         """The wire string of a price given in ticks (memoised: prices cluster around the touch)."""
         text = self._prices.get(ticks)
-        if text is None:
-            if len(self._prices) >= FORMAT_CACHE_SIZE:
-                self._prices.clear()
-            text = self._prices[ticks] = format_units(ticks * self.tick_units, self.price_decimals)
-        return text
+        return text if text is not None else _memo_format(self._prices, ticks, self.tick_units, self.price_decimals)
 
     def qty(self, lots: int) -> str:
         """The wire string of a quantity given in lots (memoised)."""
         text = self._quantities.get(lots)
-        if text is None:
-            if len(self._quantities) >= FORMAT_CACHE_SIZE:
-                self._quantities.clear()
-            text = self._quantities[lots] = format_units(lots * self.step_units, self.qty_decimals)
-        return text
+        return text if text is not None else _memo_format(self._quantities, lots, self.step_units, self.qty_decimals)
+
+
+def _memo_format(memo: dict[int, str], count: int, unit: int, decimals: int) -> str:
+    """Format ``count * unit`` units and remember it, starting the memo afresh when it is full."""
+    if len(memo) >= FORMAT_CACHE_SIZE:
+        memo.clear()
+    text = memo[count] = format_units(count * unit, decimals)
+    return text
 
 
 INSTRUMENTS: dict[str, Instrument] = {
