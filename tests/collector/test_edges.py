@@ -88,3 +88,35 @@ def test_two_collectors_cannot_share_an_open_directory(tmp_path):
 
     os.close(held)
     os.close(acquire_lock(open_dir))
+
+
+def test_websocket_429_is_honoured_with_its_retry_after(tmp_path):
+    attempts: list[float] = []
+
+    def reject_first(connection, request):
+        attempts.append(time.monotonic())
+        if len(attempts) > 1:
+            return None
+        response = connection.respond(429, "slow down\n")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    async def main():
+        async with serve(hostile_exchange, "127.0.0.1", 0, process_request=reject_first) as server:
+            server_port = server.sockets[0].getsockname()[1]
+            config = CollectorConfig(
+                ws_base=f"ws://127.0.0.1:{server_port}",
+                rest_base="http://127.0.0.1:9",
+                stream_kinds=("aggTrade",),
+                **FAST_SETTINGS,
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(CollectorService(config, DataPaths.from_root(tmp_path)).run(stop))
+            await asyncio.sleep(1.6)
+            stop.set()
+            assert await task == 0
+
+    asyncio.run(main())
+    assert len(attempts) >= 2 and attempts[1] - attempts[0] >= 1.0, "waited Retry-After, not the 0.05 s backoff"
+    records = load_sealed_records(tmp_path / "segments" / "sealed")
+    assert records_of(records, "disconnect")[0]["reason"] == "connect failed: HTTP 429"
