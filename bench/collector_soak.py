@@ -95,13 +95,14 @@ def main() -> None:
         feed.stop()
         metas = [s.load_meta() for s in list_sealed_segments(root / "data" / "segments" / "sealed")]
         frames = sum(meta.kinds.get("frame", 0) for meta in metas)
+        span_s = (max(m.last_recv_ns for m in metas) - min(m.first_recv_ns for m in metas)) / 1e9
     first = [rss for t, rss in samples if t < 60] or [samples[0][1]]
     last = [rss for t, rss in samples if t >= args.seconds - 60] or [samples[-1][1]]
     mib = 1024**2
     print(
         f"rate {args.rate:,.0f} frames/s ({args.rate / BUSY_MARKET_FRAMES_PER_S:.0f}x a busy market) "
         f"for {args.seconds:.0f} s; {frames:,} frames in {len(metas)} sealed segments "
-        f"({frames / args.seconds:,.0f}/s), exit code {exit_code}"
+        f"({frames / span_s:,.0f}/s over {span_s:.0f} s of receive time), exit code {exit_code}"
     )
     print(
         f"RSS first minute median {statistics.median(first) / mib:.1f} MiB (baseline), last minute median "

@@ -1,6 +1,8 @@
 import pytest
 
 from harvest_pipeline.collector.config import CollectorConfig, config_with_overrides
+from harvest_pipeline.collector.service import CollectorService
+from harvest_pipeline.paths import DataPaths
 
 
 def test_symbols_are_validated():
@@ -27,3 +29,15 @@ def test_environment_then_flags_override_defaults():
     )
     with pytest.raises(ValueError, match="segment_max_bytes"):
         config_with_overrides(config, {"segment_max_bytes": "lots"})
+
+
+def test_streams_are_sharded_by_route_at_most_200_per_connection(tmp_path):
+    symbols = tuple(f"S{n:03d}USDT" for n in range(250))
+    service = CollectorService(CollectorConfig(symbols=symbols), DataPaths.from_root(tmp_path))
+    sizes = sorted((shard.route, len(shard.streams)) for shard in service.shards)
+    assert sizes == [("market", 50), ("market", 200), ("public", 100), ("public", 200), ("public", 200)]
+    assert all(
+        {s.partition("@")[2] for s in shard.streams} <= {"aggTrade"}
+        for shard in service.shards
+        if shard.route == "market"
+    )
