@@ -50,6 +50,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPipeli
     finally:
         code = running.stop()
         assert code == 0, f"harvest up exited {code} on SIGTERM\n{running.logs()}"
+        left_open = list((running.data / "segments" / "open").rglob(f"*{segments.OPEN_SUFFIX}"))
+        assert not left_open, f"SIGTERM must seal the open segment, found {left_open}"
 
 
 def succeeded_runs(pipeline: RunningPipeline, job: str) -> list[dict]:
@@ -65,6 +67,15 @@ def parquet_ids(pipeline: RunningPipeline, kind: str, id_column: str) -> tuple[i
         return 0, 0
     query = f"SELECT count(*), count(DISTINCT {id_column}) FROM read_parquet('{pipeline.data / 'parquet' / pattern}')"
     return duckdb.sql(query).fetchall()[0]
+
+
+def latest_check_status(pipeline: RunningPipeline, asset: str, check: str) -> str | None:
+    """Status of the check's evaluation for the asset's latest materialization (through the GraphQL API)."""
+    node = pipeline.graphql(CHECKS_QUERY, {"key": {"path": [asset]}})["assetNodeOrError"]
+    for entry in node["assetChecksOrError"]["checks"]:
+        if entry["name"] == check:
+            return (entry["executionForLatestMaterialization"] or {}).get("status")
+    raise KeyError(f"{asset} has no check {check}")
 
 
 def sent_frames(pipeline: RunningPipeline) -> dict[str, dict]:
@@ -113,10 +124,15 @@ def test_up_compacts_exactly_what_the_simulator_sent_and_builds_todays_features(
 
     for asset, check in (("events", "segment_reconciliation"), ("prices", "agg_trade_id_continuity"),
                          ("orderbook", "pu_continuity")):  # fmt: skip
-        node = pipeline.graphql(CHECKS_QUERY, {"key": {"path": [asset]}})["assetNodeOrError"]
-        statuses = {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status")
-                    for c in node["assetChecksOrError"]["checks"]}  # fmt: skip
-        assert statuses[check] == "SUCCEEDED", f"{asset}/{check}: {statuses}"
+        status = wait_for(
+            f"a finished {asset}/{check} evaluation",
+            lambda asset=asset, check=check: (
+                latest_check_status(pipeline, asset, check) not in (None, "IN_PROGRESS")
+                and latest_check_status(pipeline, asset, check)
+            ),
+            timeout_s=60,
+        )
+        assert status == "SUCCEEDED", f"{asset}/{check}: {status}"
 
     status = subprocess.run(
         [sys.executable, "-m", "harvest_pipeline.cli", "status", "--data", str(pipeline.data)],
