@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from harvest_pipeline.supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
 
-BINANCE_REST_HOST = ("fapi.binance.com", 443)
+LIVE_WS_BASE = "wss://fstream.binance.com"
+LIVE_REST_BASE = "https://fapi.binance.com"
 DEFAULT_SYMBOLS = "BTCUSDT,ETHUSDT"
 UP_STATE_FILE = "up-state.json"
 SIMULATOR_READY_FILE = "simulator-ready.json"
@@ -75,13 +77,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def binance_reachable(timeout_s: float = 3.0) -> tuple[bool, str]:
-    """Whether a TCP connection to Binance's futures REST host succeeds, with a human reason."""
+def live_bases() -> tuple[str, str]:
+    """The exchange to record in live mode: Binance, unless ``HARVEST_WS_BASE``/``HARVEST_REST_BASE`` say otherwise."""
+    return os.environ.get("HARVEST_WS_BASE", LIVE_WS_BASE), os.environ.get("HARVEST_REST_BASE", LIVE_REST_BASE)
+
+
+def exchange_reachable(rest_base: str, timeout_s: float = 3.0) -> tuple[bool, str]:
+    """Whether a TCP connection to the exchange's REST host succeeds, with a human reason."""
+    url = urllib.parse.urlsplit(rest_base)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
     try:
-        with socket.create_connection(BINANCE_REST_HOST, timeout=timeout_s):
-            return True, f"{BINANCE_REST_HOST[0]} is reachable"
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True, f"{host}:{port} is reachable"
     except OSError as exc:
-        return False, f"{BINANCE_REST_HOST[0]} is not reachable ({exc.strerror or exc})"
+        return False, f"{host}:{port} is not reachable ({exc.strerror or exc})"
 
 
 def plan_up(args: argparse.Namespace) -> UpPlan:
@@ -94,7 +103,7 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
     elif args.live:
         simulate, reason = False, "--live was given"
     else:
-        reachable, why = binance_reachable()
+        reachable, why = exchange_reachable(live_bases()[1])
         simulate, reason = not reachable, why
     env = {
         "HARVEST_DATA_ROOT": str(paths.root),
@@ -131,7 +140,7 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
             )
         )
     else:
-        ws_base, rest_base = "wss://fstream.binance.com", "https://fapi.binance.com"
+        ws_base, rest_base = live_bases()
     children.append(
         ChildSpec(
             "dagster-webserver",
@@ -167,7 +176,7 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
     )
     return UpPlan(
         paths=paths,
-        source="simulator" if simulate else "binance",
+        source="simulator" if simulate else "exchange",
         source_reason=reason,
         ws_base=ws_base,
         rest_base=rest_base,
@@ -182,7 +191,7 @@ def banner(plan: UpPlan) -> str:
     if plan.source == "simulator":
         source = f"SOURCE: built-in simulator at {plan.ws_base} ({plan.source_reason}); use --live to record Binance"
     else:
-        source = f"SOURCE: Binance USD-M {plan.ws_base} ({plan.source_reason})"
+        source = f"SOURCE: exchange {plan.ws_base} ({plan.source_reason})"
     return "\n".join(
         [
             "harvest up",
