@@ -57,7 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--simulate", action="store_true", help="feed the pipeline from the built-in simulator")
-    source.add_argument("--live", action="store_true", help="record from Binance (fails loudly if unreachable)")
+    source.add_argument(
+        "--live",
+        action="store_true",
+        help="record from the exchange even if unreachable now (the collector retries with backoff)",
+    )
     parser.add_argument("--data", help="data root (default $HARVEST_DATA_ROOT or ./data)")
     parser.add_argument("--symbols", default=os.environ.get("HARVEST_SYMBOLS", DEFAULT_SYMBOLS), help="symbols")
     parser.add_argument("--ui-host", default="127.0.0.1", help="Dagster UI address (default 127.0.0.1)")
