@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from harvest_pipeline.segments import validate_collector_id
+
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 MAX_STREAMS_PER_CONNECTION = 200
 
@@ -69,6 +71,7 @@ class CollectorConfig:
                 raise ValueError(f"symbol {symbol!r} is invalid: expected 2-20 upper-case letters or digits")
         if not self.symbols:
             raise ValueError("at least one symbol is needed")
+        validate_collector_id(self.collector_id)
         for kind in self.stream_kinds:
             if kind not in self.routes:
                 raise ValueError(f"stream kind {kind!r} has no route; known: {sorted(self.routes)}")
