@@ -155,7 +155,6 @@ def _iso(ms: int) -> str:
 COMPACTION_JOB = dg.define_asset_job(
     "compact_segments",
     selection=dg.AssetSelection.assets(raw_market_data),
-    partitions_def=SEGMENT_PARTITIONS,
     description="Compact sealed segments (a partition range runs as one run).",
 )
 
