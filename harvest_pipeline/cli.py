@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``harvest`` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # Dagster's schema setup would bury the banner
     return int(args.run(args) or 0)
 
 
