@@ -41,8 +41,8 @@ test misclassifies loses its fields and is quarantined with their names, never w
 
 
 def _field(plain_path: str) -> str:
-    """The extracted text at ``plain_path`` (the same list slot holds the combined-stream twin of a frame path)."""
-    return f"v[{PLAIN_PATHS.index(plain_path) + 1}]"
+    """The column of ``records`` holding the text at ``plain_path`` (or at its combined-stream twin)."""
+    return f"v{PLAIN_PATHS.index(plain_path) + 1}"
 
 
 def _prefix(key: str) -> str:
@@ -60,7 +60,8 @@ CREATE OR REPLACE TEMP MACRO exact_dec(x) AS
     CASE WHEN TRY_CAST(x AS DECIMAL(18, 8)) = TRY_CAST(x AS DECIMAL(38, 18)) THEN TRY_CAST(x AS DECIMAL(18, 8)) END;
 CREATE OR REPLACE TEMP MACRO json_bool(x) AS CASE x WHEN 'true' THEN true WHEN 'false' THEN false END;
 CREATE OR REPLACE TEMP MACRO json_levels(x) AS
-    CASE WHEN NOT regexp_matches(x, '[0-9][.][0-9]{9}|[eE]') THEN list_transform(
+    CASE WHEN NOT contains(x, 'e') AND NOT contains(x, 'E') AND NOT regexp_matches(x, '[.][0-9]{9}')
+    THEN list_transform(
         TRY(from_json(x, '[["VARCHAR"]]')),
         lambda l: {'price': TRY_CAST(l[1] AS DECIMAL(18, 8)),
                    'qty': CASE WHEN len(l) = 2 THEN TRY_CAST(l[2] AS DECIMAL(18, 8)) END}) END;
@@ -237,14 +238,19 @@ def extract_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table, segment: str)
     combined = ", ".join(f"'{path}'" for path in COMBINED_PATHS)
     plain = ", ".join(f"'{path}'" for path in PLAIN_PATHS)
     routes = " ".join(f"WHEN {spec.route} THEN '{spec.kind}'" for spec in KINDS)
+    slots = ", ".join(_field(path) for path in PLAIN_PATHS)
+    slot_columns = ", ".join(f"v[{slot}] AS {_field(path)}" for slot, path in enumerate(PLAIN_PATHS, start=1))
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE records AS
-        SELECT line, v, CASE WHEN v IS NULL THEN NULL {routes} END AS route
+        SELECT line, {slots}, CASE WHEN v IS NULL THEN NULL {routes} END AS route
         FROM (
-            SELECT line, TRY(CASE WHEN contains(raw, '{_COMBINED_MARK}') THEN json_extract_string(raw, [{combined}])
-                                  ELSE json_extract_string(raw, [{plain}]) END) AS v
-            FROM segment_lines
+            SELECT *, {slot_columns}
+            FROM (
+                SELECT line, TRY(CASE WHEN contains(raw, '{_COMBINED_MARK}') THEN json_extract_string(raw, [{combined}])
+                                      ELSE json_extract_string(raw, [{plain}]) END) AS v
+                FROM segment_lines
+            )
         )
         """
     )
@@ -281,14 +287,13 @@ def _extract_kind(con: duckdb.DuckDBPyConnection, spec: KindSpec, segment: str) 
     names = ", ".join(schema.RAW_KINDS[spec.kind].names)
     rows = con.sql(
         f"""
-        SELECT {names}, strftime(date, '%Y-%m-%d') AS date, symbol, stream
-        FROM (
-            SELECT *, CAST(epoch_ms({spec.time_column}) AS DATE) AS date FROM {checked} WHERE bad_keys = ''
-            QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY line) = 1
-        )
-        ORDER BY date, symbol, {spec.time_column}, {spec.id_column}, line
+        SELECT {names}, strftime(CAST(epoch_ms({spec.time_column}) AS DATE), '%Y-%m-%d') AS date, symbol, stream
+        FROM {checked} WHERE bad_keys = ''
+        QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY line) = 1
         """
     ).to_arrow_table()
+    # Arrow sorts the (nearly time-ordered) rows several times faster than a DuckDB ORDER BY over the wide rows.
+    rows = rows.sort_by([(key, "ascending") for key in ("date", "symbol", spec.time_column, spec.id_column, "line")])
     con.execute(f"DROP TABLE {checked}")
     con.register(f"out_{spec.kind}", rows)
     return KindRows(rows, valid - rows.num_rows, quarantined)
