@@ -7,7 +7,7 @@ prices and quantities must fit ``DECIMAL(18, 8)`` without rounding, levels must 
 a field that fails is not written; its line is quarantined with the names of the failing keys. Duplicates (the same
 exchange id on the same stream, e.g. from overlapping connections) keep their first line.
 
-Why DuckDB rather than orjson in Python: on the same 1,000,000-line segment DuckDB extracts ~3x faster
+Why DuckDB rather than orjson in Python: on the same 1,000,000-line segment DuckDB extracts ~2.5x faster
 (figures in docs/compaction.md, measured by bench/compaction.py).
 """
 
