@@ -150,3 +150,23 @@ def test_continuity_lists_unexplained_jumps_and_pu_breaks_only(tmp_path):
     assert gaps == {("agg_trade_id", 2, 5): 6, ("agg_trade_id", 6, 9): None, ("pu", 15, 18): None}
     [unexplained_jump, _] = sorted(report.unexplained_gaps(), key=lambda g: g.check_name)
     assert (unexplained_jump.last_time_ms, unexplained_jump.next_time_ms) == (MIDNIGHT_MS + 5, MIDNIGHT_MS + 8)
+
+
+def test_depth_levels_that_cannot_be_stored_exactly_are_quarantined_not_rounded(tmp_path):
+    good = depth_update("BTCUSDT", 10, 12, 9, MIDNIGHT_MS + 1000)
+    hostile = {
+        "nine decimals without a leading digit": (b'["97000.00","0.001"]', b'[".123456789","0.001"]'),
+        "exponent notation": (b'["97000.00","0.001"]', b'["97000.00","1e-3"]'),
+    }
+    builder = SegmentBuilder(tmp_path).frame("btcusdt@depth@100ms", good, MIDNIGHT_MS + 1004)
+    for offset, (original, replacement) in enumerate(hostile.values(), start=1):
+        frame = depth_update("BTCUSDT", 12 + offset, 12 + offset, 12 + offset - 1, MIDNIGHT_MS + 1000 + offset)
+        assert original in frame
+        builder.frame("btcusdt@depth@100ms", frame.replace(original, replacement, 1), MIDNIGHT_MS + 1004 + offset)
+    sealed = builder.seal()
+
+    report = compact_segment(sealed, DataPaths.from_root(tmp_path))
+
+    assert [row["final_update_id"] for row in read_kind(tmp_path, "orderbook")] == [12]
+    assert report.quarantined == len(hostile)
+    assert reconcile(report).passed
