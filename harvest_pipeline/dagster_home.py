@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harvest_pipeline.atomic_write import write_bytes_atomically
 from harvest_pipeline.paths import DataPaths
 
 MAX_CONCURRENT_RUNS = 2
@@ -59,9 +60,7 @@ def ensure_dagster_home(paths: DataPaths) -> Path:
     for name, text in (("dagster.yaml", DAGSTER_YAML), ("workspace.yaml", WORKSPACE_YAML)):
         target = home / name
         if not target.exists():
-            tmp = target.with_name(name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(target)
+            write_bytes_atomically(target, text.encode())
     initialise_storage(home)
     return home / "workspace.yaml"
 

@@ -18,8 +18,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
+from harvest_pipeline.atomic_write import write_json_atomically
 from harvest_pipeline.dagster_home import ensure_dagster_home
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.supervisor import ChildSpec, Supervisor
@@ -227,9 +226,7 @@ def write_up_state(path: Path, plan: UpPlan, supervisor: Supervisor) -> None:
             for name, child in supervisor.children.items()
         },
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
-    tmp.replace(path)
+    write_json_atomically(path, state)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
+from harvest_pipeline.atomic_write import write_json_atomically
 from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.intake import Intake
@@ -209,9 +208,7 @@ class CollectorService:
             "boot_id": self.namer.boot_id,
             "metrics_url": f"http://{self.config.metrics_host}:{self.metrics_port}",
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps(info))
-        tmp.replace(path)
+        write_json_atomically(path, info)
 
 
 async def run_until_signalled(service: CollectorService) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from harvest_pipeline.atomic_write import write_json_atomically
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.faults import FaultError, parse_fault
 from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS
@@ -83,13 +84,6 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         replay=tuple(args.replay),
         replay_speed=args.speed,
     )
-
-
-def write_json_atomically(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON to ``path`` via a temp file and rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
 
 
 async def serve_until_signalled(config: SimulatorConfig, ready_file: Path | None, accounting_file: Path | None) -> None:
