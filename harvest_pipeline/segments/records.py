@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -89,8 +90,11 @@ def encode_frame(recv_ns: int, conn_id: str, seq: int, stream: str, raw: bytes) 
     return _new_line(Line, (data, KIND_FRAME, stream, recv_ns))
 
 
-def encode_bad_frame(recv_ns: int, conn_id: str, seq: int, stream: str, raw: bytes, reason: str) -> Line:
-    """A ``bad_frame`` record: the first 64 KiB of the frame in base64, its full length, and why it was set aside."""
+def encode_bad_frame(
+    recv_ns: int, conn_id: str, seq: int, stream: str, raw: bytes, reason: str, raw_len: int | None = None
+) -> Line:
+    """A ``bad_frame`` record: the first 64 KiB of the frame in base64, its full length (``raw_len`` when only the
+    start of the frame was kept, else ``len(raw)``), and why it was set aside."""
     record = {
         "t": recv_ns,
         "c": conn_id,
@@ -98,10 +102,10 @@ def encode_bad_frame(recv_ns: int, conn_id: str, seq: int, stream: str, raw: byt
         "k": KIND_BAD_FRAME,
         "s": stream,
         "reason": reason,
-        "raw_len": len(raw),
+        "raw_len": len(raw) if raw_len is None else raw_len,
         "raw_b64": base64.b64encode(raw[:MAX_BAD_FRAME_BYTES]).decode("ascii"),
     }
-    return Line(orjson.dumps(record) + b"\n", KIND_BAD_FRAME, stream, recv_ns)
+    return Line(_dumps_line(record), KIND_BAD_FRAME, stream, recv_ns)
 
 
 def encode_snapshot(recv_ns: int, conn_id: str, seq: int, symbol: str, body: bytes, **fields: Any) -> Line:
@@ -130,7 +134,35 @@ def encode_control(recv_ns: int, conn_id: str, seq: int, kind: str, stream: str 
     if stream is not None:
         record["s"] = stream
     record.update(fields)
-    return Line(orjson.dumps(record) + b"\n", kind, stream, recv_ns)
+    return Line(_dumps_line(record), kind, stream, recv_ns)
+
+
+def _dumps_line(record: dict[str, Any]) -> bytes:
+    """``record`` as one JSON line; never raises on a value (the records describing trouble must get written).
+
+    orjson refuses some values (integers beyond 64 bits, lone surrogates, unknown types): the standard library then
+    writes them (unknown types as their ``repr``, surrogates replaced), and integers too long even for ``str``
+    (over 4300 digits) become a short description. Cyclic structures still raise: that is a programming error.
+    """
+    try:
+        return orjson.dumps(record) + b"\n"
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    try:
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=repr)
+    except ValueError:  # an int too long for str(), or a cycle (which raises again below)
+        text = json.dumps(_huge_ints_described(record), separators=(",", ":"), ensure_ascii=False, default=repr)
+    return text.encode("utf-8", "replace") + b"\n"
+
+
+def _huge_ints_described(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _huge_ints_described(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_huge_ints_described(item) for item in value]
+    if isinstance(value, int) and value.bit_length() > 14_000:
+        return f"<integer of {value.bit_length()} bits>"
+    return value
 
 
 class BadLine(NamedTuple):

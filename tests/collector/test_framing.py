@@ -1,7 +1,7 @@
 import asyncio
 import struct
 
-from harvest_pipeline.collector.framing import split_frames
+from harvest_pipeline.collector.framing import BINARY_FRAME_REASON, LongFrame, LongFrameStart, SetAside, split_frames
 from tests.collector.harness import collect_in_process, records_of
 
 
@@ -28,6 +28,15 @@ def test_plain_data_frames_are_split_out_and_everything_else_is_kept_whole_in_or
     assert split.payloads == [SMALL, MEDIUM, LARGE]
     assert split.others == PING + FRAGMENTS + CLOSE
     assert split.consumed == len(STREAM) and not split.oversized and not split.in_fragmented_message
+    assert split.long_frame is None
+
+
+def test_text_payloads_are_plain_bytes_and_binary_ones_are_set_aside_with_their_reason():
+    split = split_frames(STREAM, 1 << 20, False)
+    assert [payload.__class__ for payload in split.payloads] == [bytes, SetAside, bytes]
+    binary = split.payloads[1]
+    assert isinstance(binary, SetAside)
+    assert (binary.reason, binary.length) == (BINARY_FRAME_REASON, len(MEDIUM))
 
 
 def test_any_chunking_of_the_byte_stream_gives_the_same_frames():
@@ -42,11 +51,36 @@ def test_any_chunking_of_the_byte_stream_gives_the_same_frames():
         assert (payloads, others, buffer) == ([SMALL, MEDIUM, LARGE], PING + FRAGMENTS + CLOSE, b""), chunk
 
 
-def test_masked_frames_go_to_websockets_and_oversized_frames_stop_the_split():
+def test_masked_frames_go_to_websockets():
     masked = frame(0x81, SMALL, mask=True)
     assert split_frames(masked, 1 << 20, False).others == masked
-    split = split_frames(frame(0x81, SMALL) + frame(0x81, LARGE), 1000, False)
-    assert split.payloads == [SMALL] and split.oversized and split.consumed == len(frame(0x81, SMALL))
+
+
+def test_an_oversized_plain_frame_stops_the_split_after_its_header_and_is_not_for_websockets():
+    split = split_frames(frame(0x81, SMALL) + frame(0x81, LARGE) + frame(0x81, SMALL), 1000, False)
+    assert split.payloads == [SMALL] and not split.oversized
+    assert split.long_frame == LongFrameStart(len(LARGE), binary=False)
+    assert split.consumed == len(frame(0x81, SMALL)) + 10, "the header of LARGE (64-bit length) is consumed"
+
+
+def test_oversized_masked_or_fragmented_frames_are_left_to_websockets():
+    for first, mask in ((0x81, True), (0x01, False)):
+        split = split_frames(frame(0x81, SMALL) + frame(first, LARGE, mask=mask), 1000, False)
+        assert split.payloads == [SMALL] and split.oversized and split.long_frame is None
+        assert split.consumed == len(frame(0x81, SMALL))
+
+
+def test_a_long_frame_keeps_only_its_start_however_it_is_chunked():
+    payload = bytes(range(256)) * 400  # 102,400 bytes
+    for chunk in (1000, 4096, len(payload) + 10):
+        long_frame = LongFrame(LongFrameStart(len(payload), binary=False), 50_000, keep=65_536)
+        stream, taken = payload + b"NEXT", 0
+        while long_frame.remaining:
+            taken += long_frame.feed(stream[taken : taken + chunk])
+        assert stream[taken:] == b"NEXT", chunk
+        kept = long_frame.payload()
+        assert bytes(kept) == payload[:65_536] and kept.length == len(payload)
+        assert kept.reason == "frame of 102400 bytes exceeds max_frame_bytes 50000"
 
 
 def test_server_pings_are_answered_so_the_connection_survives_them(tmp_path):
