@@ -10,6 +10,7 @@ from harvest_pipeline.segments import (
     OPEN_SUFFIX,
     FileSystem,
     OpenSegment,
+    PartialAppend,
     SegmentNamer,
     SegmentStats,
     encode_control,
@@ -97,7 +98,7 @@ def test_recovery_cuts_a_torn_last_line_and_seals_the_rest(tmp_path):
     path = tmp_path / f"{name}{OPEN_SUFFIX}"
     good = encode_frame(10, "c", 1, "a@x", RAW).data + encode_frame(11, "c", 2, "a@x", RAW).data
     path.write_bytes(good + b'{"t":12,"c":"c","n":3,"k":"fra')
-    meta = recover_open_segment(path, tmp_path / "sealed", "c1")
+    meta = recover_open_segment(path, tmp_path / "sealed", "c1").meta
     assert (meta.lines, meta.torn_lines_cut, meta.recovered) == (2, 1, True)
     [sealed] = list_sealed_segments(tmp_path / "sealed")
     assert sealed.path.read_bytes() == good
@@ -109,3 +110,61 @@ def test_names_sort_by_open_time_and_never_collide_across_boots():
     names = [first.next_name(2_000), first.next_name(1_000), second.next_name(1_000)]
     assert len(set(names)) == 3
     assert sorted(names)[0].startswith("19700101T000000000001Z") and segment_date(names[0]) == "1970-01-01"
+
+
+class FailsAfterTruncate(FileSystem):
+    """Recovery's cut succeeds, then the rename fails once (as on a disk that fills at that moment)."""
+
+    def __init__(self):
+        self.failed = False
+
+    def replace(self, src: Path, dst: Path) -> None:
+        if not self.failed and dst.suffix == ".jsonl":
+            self.failed = True
+            raise OSError(errno.ENOSPC, "injected")
+        super().replace(src, dst)
+
+
+def test_recovery_interrupted_after_the_cut_still_counts_the_torn_line(tmp_path):
+    name = SegmentNamer("c1", "boot").next_name(1_780_000_000_000_000_000)
+    path = tmp_path / f"{name}{OPEN_SUFFIX}"
+    good = encode_frame(10, "c", 1, "a@x", RAW).data
+    path.write_bytes(good + b'{"t":12,"c":"c","n":2,"k":"fr')
+    fs = FailsAfterTruncate()
+    with pytest.raises(OSError):
+        recover_open_segment(path, tmp_path / "sealed", "c1", fs)
+    assert path.read_bytes() == good, "the cut was made before the failure"
+    recovered = recover_open_segment(path, tmp_path / "sealed", "c1", fs)
+    assert recovered.torn_lines_cut == 1 and recovered.meta.torn_lines_cut == 1
+    [sealed] = list_sealed_segments(tmp_path / "sealed")
+    assert sealed.load_meta().torn_lines_cut == 1 and sealed.path.read_bytes() == good
+
+
+class AcceptsBytes(FileSystem):
+    """A disk with ``room`` bytes left: writes beyond it fail with ENOSPC after a short write."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        accepted = data[: self.room]
+        self.room -= len(accepted)
+        return super().pwrite(fd, accepted, offset)
+
+
+def test_an_append_on_a_filling_disk_keeps_the_whole_lines_that_fit_and_resumes_after_them(tmp_path):
+    lines = [encode_frame(10 + i, "c", i + 1, "a@x", RAW) for i in range(10)]
+    fs = AcceptsBytes(len(lines[0].data) * 3 + 5)
+    (tmp_path / "open").mkdir()
+    segment = OpenSegment(tmp_path / "open", SegmentNamer("c1", "b").next_name(1), "c1", 1, fs)
+    with pytest.raises(PartialAppend) as failure:
+        segment.append(lines)
+    assert failure.value.lines_written == 3 and segment.stats.lines == 3
+    fs.room = 10**9
+    segment.append(lines[3:])
+    meta = segment.seal(tmp_path / "sealed")
+    [sealed] = list_sealed_segments(tmp_path / "sealed")
+    assert sealed.path.read_bytes() == b"".join(line.data for line in lines)
+    assert hashlib.sha256(sealed.path.read_bytes()).hexdigest() == meta.sha256 and meta.lines == 10

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
+from harvest_pipeline.collector.book_sync import BookSync
 from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.metrics import CollectorMetrics
@@ -39,8 +40,10 @@ class Intake:
         ledger: DropLedger,
         clock: Callable[[], int],
         metrics: CollectorMetrics,
+        book: BookSync,
     ):
         self.clock = clock
+        self.book = book
         self.queue = queue
         self.ledger = ledger
         self.metrics = metrics
@@ -57,12 +60,18 @@ class Intake:
     def emit(self, line: Line) -> None:
         """Queue one record; if the queue is full, count it as lost (the writer records the loss later)."""
         if not self.queue.offer(line):
-            self.ledger.record(line)
+            self._refused(line)
 
     def emit_many(self, lines: list[Line]) -> None:
         """Queue records in order; whatever does not fit is counted as lost."""
         for refused in self.queue.offer_many(lines):
-            self.ledger.record(refused)
+            self._refused(refused)
+
+    def _refused(self, line: Line) -> None:
+        self.ledger.record(line)
+        symbol = self.book.symbol_of(line.stream) if line.stream else None
+        if symbol is not None:
+            self.book.mark_unsynced(symbol, line.recv_ns)
 
     def after_sequence_event(
         self, entry: StreamEntry, gap: Gap | None, conn_id: str, next_seq: Callable[[], int]
@@ -73,6 +82,7 @@ class Intake:
         sequence = entry.sequence
         if isinstance(sequence, DepthSequence) and sequence.needs_snapshot:
             sequence.needs_snapshot = False
+            self.book.mark_unsynced(entry.symbol, self.clock())
             self.request_snapshot(entry.symbol, "start" if gap is None else "pu chain break")
 
     def record_gap(self, gap: Gap, conn_id: str, seq: int) -> None:

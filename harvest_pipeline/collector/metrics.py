@@ -53,6 +53,9 @@ class CollectorMetrics:
         self.disk_free_bytes = Gauge("harvest_disk_free_bytes", "Free bytes on the segments file system", registry=r)
         self.writer_healthy = Gauge("harvest_writer_healthy", "1 while the last disk operation succeeded", registry=r)
         self.writer_healthy.set(1)
+        self.segments_unsealed = Gauge(
+            "harvest_segments_unsealed", "Segments whose seal failed and is being retried", registry=r
+        )
 
     def watch(
         self, streams: Mapping[str, StreamState], queue: BoundedLineQueue, ledger: DropLedger, clock: Callable[[], int]

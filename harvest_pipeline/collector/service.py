@@ -15,22 +15,26 @@ import itertools
 import logging
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from harvest_pipeline.atomic_write import write_json_atomically
-from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger
+from harvest_pipeline.collector.book_sync import BookSync
+from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger, LossKey, StreamLoss
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.metrics import CollectorMetrics, start_http
+from harvest_pipeline.collector.resume import LastRun, find_last_run
+from harvest_pipeline.collector.sequencing import AggTradeSequence, DepthSequence, sequence_for
 from harvest_pipeline.collector.shard import Shard
 from harvest_pipeline.collector.snapshots import SnapshotFetcher
 from harvest_pipeline.collector.watchdog import Watchdog
-from harvest_pipeline.collector.writer import SegmentWriter
+from harvest_pipeline.collector.writer import SegmentWriter, WriterEvents
 from harvest_pipeline.paths import DataPaths
-from harvest_pipeline.segments import LOCAL_FS, FileSystem, Line, SegmentNamer, recover_open_segments
+from harvest_pipeline.segments import LOCAL_FS, FileSystem, Line, SegmentNamer
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +68,36 @@ def acquire_lock(open_dir: Path) -> int:
         raise CollectorLocked(
             f"another collector (pid {holder}) is using {open_dir}; stop it or give this one another --collector-id"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:  # the pid is only a hint for the operator; a full disk must not stop the collector
+        log.warning("cannot write the pid into %s: %s", lock_path, exc)
     return fd
+
+
+DISK_CHECK_INTERVAL_S = 2.0
+DROP_HEALTH_WINDOW_S = 5.0
+"""/healthz stays non-200 this long after the last dropped record."""
+ID_KEYS = {AggTradeSequence: b'"a":', DepthSequence: b'"u":'}
+
+
+class _BookEvents(WriterEvents):
+    """Keeps the order-book sync state on what the writer actually wrote."""
+
+    def __init__(self, book: BookSync):
+        self.book = book
+        self.request_snapshot: Callable[[str, str], None] = lambda symbol, reason: None
+
+    def losses_written(self, losses: dict[LossKey, StreamLoss]) -> None:
+        for (stream, _), loss in losses.items():
+            symbol = self.book.symbol_of(stream)
+            if symbol is not None:
+                self.book.mark_unsynced(symbol, loss.last_recv_ns)
+                self.request_snapshot(symbol, f"{loss.lines} book records lost")
+
+    def snapshots_written(self, lines: list[Line]) -> None:
+        self.book.snapshots_written(lines)
 
 
 class CollectorService:
@@ -87,11 +118,25 @@ class CollectorService:
         self.namer = SegmentNamer(config.collector_id)
         self.queue = BoundedLineQueue(config.queue_max_lines, config.queue_max_bytes)
         self.ledger = DropLedger()
-        self.intake = Intake(config, self.queue, self.ledger, clock, self.metrics)
+        streams = [name for names in config.streams_by_route().values() for name in names]
+        self.book = BookSync([name for name in streams if isinstance(sequence_for(name), DepthSequence)])
+        self.intake = Intake(config, self.queue, self.ledger, clock, self.metrics, self.book)
+        self._book_events = _BookEvents(self.book)
         self.writer = SegmentWriter(
-            config, self.queue, self.ledger, self.namer, self.open_dir, paths.sealed_segments, fs, clock, self.metrics
+            config,
+            self.queue,
+            self.ledger,
+            self.namer,
+            self.open_dir,
+            paths.sealed_segments,
+            fs,
+            clock,
+            self.metrics,
+            self._book_events,
         )
         self.metrics.watch(self.intake.streams, self.queue, self.ledger, clock)
+        self.disk_free: int | None = None
+        self.disk_error: str | None = None
         self._fs = fs
         self._rng = rng or random.Random()
         self._conn_numbers = itertools.count(1)
@@ -119,54 +164,116 @@ class CollectorService:
         return f"{self.namer.boot_id}-{next(self._conn_numbers)}"
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        """The /healthz report: per-stream state and the writer's."""
+        """The /healthz report: healthy only when nothing is being lost or at risk; ``problems`` says why not."""
         now = self.intake.clock()
         watchdog_ns = int(self.config.watchdog_s * 1e9)
         streams = {name: state.health(now, watchdog_ns) for name, state in self.intake.streams.items()}
+        problems = [f"stream {name} silent" for name, entry in streams.items() if entry["state"] == "silent"]
+        problems += self._writer_problems()
+        last_drop = self.ledger.last_drop_ns
+        if last_drop is not None and now - last_drop < DROP_HEALTH_WINDOW_S * 1e9:
+            problems.append(f"dropping records: the last was refused {(now - last_drop) / 1e9:.1f} s ago")
+        if self.disk_error is not None:
+            problems.append(self.disk_error)
+        elif self.disk_free is not None and self.disk_free < self.config.disk_free_warn_bytes:
+            guard_mb = self.config.disk_free_warn_bytes / 1e6
+            problems.append(f"free disk {self.disk_free / 1e6:.1f} MB below the guard of {guard_mb:.1f} MB")
+        unsynced = self.book.unsynced()
+        for symbol, since in sorted(unsynced.items()):
+            problems.append(f"{symbol} order book has no valid snapshot for {(now - since) / 1e9:.1f} s")
         writer = {
             "alive": self.writer.alive,
+            "state": self.writer.state,
             "healthy": self.writer.healthy,
+            "error": self.writer.last_error,
+            "seal_error": self.writer.seal_error,
             "segment": self.writer.segment_name,
+            "unsealed": self.writer.unsealed,
             "queue_lines": self.queue.depth,
             "queue_bytes": self.queue.bytes,
             "dropped": dict(self.ledger.total),
         }
-        streams_ok = all(entry["state"] != "silent" for entry in streams.values())
-        healthy = self.writer.alive and self.writer.healthy and streams_ok
-        return healthy, {"status": "ok" if healthy else "degraded", "streams": streams, "writer": writer}
+        books = {symbol: symbol not in unsynced for symbol in sorted(self.book.symbols)}
+        healthy = not problems
+        report = {
+            "status": "ok" if healthy else "degraded",
+            "problems": problems,
+            "streams": streams,
+            "writer": writer,
+            "books_synced": books,
+            "disk_free_bytes": self.disk_free,
+        }
+        return healthy, report
 
-    def _recover(self) -> list[Line]:
+    def _writer_problems(self) -> list[str]:
+        writer = self.writer
+        if not writer.alive and writer.state not in ("starting", "stopped"):
+            return [f"segment writer {writer.state}"]
+        problems = []
+        if not writer.healthy:
+            problems.append(writer.last_error or "segment writer failing")
+        if writer.seal_error is not None:
+            problems.append(writer.seal_error)
+        return problems
+
+    def _resume_after_last_run(self) -> None:
+        """Declare the time the previous run of this collector id was down, and resume the id trackers there."""
+        id_keys = {entry.name: ID_KEYS.get(type(entry.sequence)) for entry in self.intake.entries.values()}
+        try:
+            last = find_last_run(self.open_dir, self.paths.sealed_segments, self.config.collector_id, id_keys)
+        except OSError as exc:
+            log.error("cannot read where the previous run stopped: %s; its down time is not declared", exc)
+            return
+        if last is not None:
+            self.writer.add_initial(self._down_time_records(last))
+
+    def _down_time_records(self, last: LastRun) -> list[Line]:
+        now_ns = self.intake.clock()
+        how = "crash" if last.crashed else "restart"
         lines = []
-        for meta in recover_open_segments(
-            self.open_dir, self.paths.sealed_segments, self.config.collector_id, self._fs
-        ):
-            log.warning(
-                "recovered open segment %s: %d records sealed, %d torn line(s) cut",
-                meta.name,
-                meta.lines,
-                meta.torn_lines_cut,
-            )
+        for name, position in last.positions.items():
             lines.append(
                 self.writer.control_line(
-                    "recovered", segment=meta.name, lines=meta.lines, torn_lines_cut=meta.torn_lines_cut
+                    "gap",
+                    name,
+                    reason=f"collector down ({how})",
+                    from_time_ms=position.last_recv_ns // 1_000_000,
+                    to_time_ms=now_ns // 1_000_000,
+                    last_id=position.last_id,
+                    segment=last.segment,
                 )
             )
+            sequence = self.intake.entries[name.encode()].sequence
+            if sequence is not None and position.last_id is not None:
+                sequence.resume_after(position.last_id, f"ids missed while the collector was down ({how})")
+        log.warning(
+            "previous run ended by %s in %s; down time declared for %d stream(s)", how, last.segment, len(lines)
+        )
         return lines
 
     async def run(self, stop: asyncio.Event) -> int:
         """Collect until ``stop`` is set; returns the process exit code."""
         lock_fd = acquire_lock(self.open_dir)
         try:
-            self.writer.add_initial(self._recover())
+            loop = asyncio.get_running_loop()
+            self._resume_after_last_run()
             self.writer.start()
+            self._check_disk()
             runner, self.metrics_port = await start_http(
                 self.config.metrics_host, self.config.metrics_port, self.metrics, self.health
             )
             fetcher = SnapshotFetcher(self.config, self.intake, f"{self.namer.boot_id}-rest", self._rng)
             self.intake.request_snapshot = fetcher.request
+            self._book_events.request_snapshot = lambda symbol, reason: loop.call_soon_threadsafe(
+                fetcher.request, symbol, reason
+            )
             shards_by_stream = {name: shard for shard in self.shards for name in shard.streams}
             watchdog = Watchdog(self.intake, shards_by_stream, self.config.watchdog_s)
-            background = [asyncio.create_task(fetcher.run()), asyncio.create_task(watchdog.run())]
+            background = [
+                asyncio.create_task(fetcher.run()),
+                asyncio.create_task(watchdog.run()),
+                asyncio.create_task(self._watch_disk()),
+            ]
             for shard in self.shards:
                 shard.start()
             self._write_ready_file()
@@ -175,6 +282,26 @@ class CollectorService:
             return 1 if writer_died else code
         finally:
             os.close(lock_fd)
+
+    def _check_disk(self) -> None:
+        try:
+            self.disk_free = shutil.disk_usage(self.open_dir).free
+            self.disk_error = None
+        except OSError as exc:
+            self.disk_error = f"cannot read free disk space of {self.open_dir}: {exc}"
+            return
+        self.metrics.disk_free_bytes.set(self.disk_free)
+
+    async def _watch_disk(self) -> None:
+        """Refresh the free-disk figure on its own timer, whatever the writer is doing."""
+        low = False
+        while True:
+            await asyncio.sleep(DISK_CHECK_INTERVAL_S)
+            await asyncio.to_thread(self._check_disk)
+            now_low = self.disk_free is not None and self.disk_free < self.config.disk_free_warn_bytes
+            if now_low and not low:
+                log.warning("low disk space under %s: %.1f MB free", self.open_dir, (self.disk_free or 0) / 1e6)
+            low = now_low
 
     async def _wait_for_stop_or_writer_death(self, stop: asyncio.Event) -> bool:
         """Wait for ``stop``; True if the writer thread died first (nothing could be written any more)."""

@@ -68,6 +68,8 @@ from harvest_pipeline.segments.records import (
 )
 from harvest_pipeline.segments.writer import (
     OpenSegment,
+    PartialAppend,
+    Recovered,
     SegmentNamer,
     finish_seal,
     recover_open_segment,
@@ -89,6 +91,8 @@ __all__ = [
     "META_SUFFIX",
     "OPEN_SUFFIX",
     "OpenSegment",
+    "PartialAppend",
+    "Recovered",
     "RECORD_KINDS",
     "RECORD_PREFIX",
     "SEALED_SUFFIX",

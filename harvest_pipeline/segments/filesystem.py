@@ -37,19 +37,27 @@ class FileSystem:
         """Atomically rename ``src`` to ``dst`` (same file system)."""
         os.replace(src, dst)
 
+    def allocate(self, fd: int, size: int) -> None:
+        """Reserve ``size`` bytes of disk for a file, so later writes inside them cannot fail for lack of space."""
+        os.posix_fallocate(fd, 0, size)
+
     def write_file(self, path: Path, data: bytes) -> None:
-        """Write a small file durably: temp file, fsync, atomic rename."""
+        """Write a small file durably: temp file, fsync, atomic rename. A failure leaves no temp file behind."""
         tmp = path.with_name(path.name + ".tmp")
-        fd = self.open_for_write(tmp)
         try:
-            self.truncate(fd, 0)
-            written = 0
-            while written < len(data):
-                written += self.pwrite(fd, data[written:], written)
-            self.fsync(fd)
-        finally:
-            self.close(fd)
-        self.replace(tmp, path)
+            fd = self.open_for_write(tmp)
+            try:
+                self.truncate(fd, 0)
+                written = 0
+                while written < len(data):
+                    written += self.pwrite(fd, data[written:], written)
+                self.fsync(fd)
+            finally:
+                self.close(fd)
+            self.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def fsync_dir(self, path: Path) -> None:
         """Persist a directory's entries (after a create or rename inside it)."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import os
 import secrets
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from harvest_pipeline.segments.filesystem import LOCAL_FS, FileSystem
 from harvest_pipeline.segments.layout import (
@@ -22,6 +25,14 @@ from harvest_pipeline.segments.layout import (
     validate_collector_id,
 )
 from harvest_pipeline.segments.records import RECORD_PREFIX, Line
+
+
+class PartialAppend(OSError):
+    """An append failed after ``lines_written`` whole lines reached the file (they are kept)."""
+
+    def __init__(self, cause: OSError, lines_written: int):
+        super().__init__(cause.errno, cause.strerror)
+        self.lines_written = lines_written
 
 
 class OpenSegment:
@@ -43,15 +54,27 @@ class OpenSegment:
         return self.stats.bytes
 
     def append(self, lines: Sequence[Line]) -> None:
-        """Write ``lines`` at the end of the segment. On ``OSError`` nothing is accounted and a retry is safe."""
+        """Write ``lines`` at the end of the segment.
+
+        On ``OSError`` the lines that reached the file whole are kept and accounted (``PartialAppend.lines_written``
+        says how many, possibly 0); the rest may be retried: a partly written line is overwritten by the next write
+        and cut at seal, so whatever space a full disk has left is used at once.
+        """
         if not lines:
             return
         data = b"".join(line.data for line in lines)
-        if self._fd is None:
-            self._fd = self._fs.open_for_write(self.path)
         offset, written = self.stats.bytes, 0
-        while written < len(data):
-            written += self._fs.pwrite(self._fd, data[written:], offset + written)
+        try:
+            if self._fd is None:
+                self._fd = self._fs.open_for_write(self.path)
+            while written < len(data):
+                written += self._fs.pwrite(self._fd, data[written:], offset + written)
+        except OSError as exc:
+            whole = bisect.bisect_right(list(itertools.accumulate(len(line.data) for line in lines)), written)
+            kept = lines[:whole]
+            self._hash.update(data[: sum(len(line.data) for line in kept)])
+            self.stats.add_lines(kept)
+            raise PartialAppend(exc, whole) from exc
         self._hash.update(data)
         self.stats.add_lines(lines)
 
@@ -140,27 +163,32 @@ def scan_stats(data: bytes) -> SegmentStats:
     return stats
 
 
-def recover_open_segment(
-    path: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS
-) -> SegmentMeta | None:
+class Recovered(NamedTuple):
+    """What start-up recovery did with one segment a crash left open."""
+
+    name: str
+    meta: SegmentMeta | None
+    """The sealed segment's sidecar, or None when no complete line was left (the file was removed)."""
+    torn_lines_cut: int
+
+
+def recover_open_segment(path: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS) -> Recovered:
     """Seal a segment left open by a crash: cut a torn last line (counted), recompute stats, seal the rest.
 
-    Returns the sidecar metadata, or None if nothing complete was left (the file is removed).
+    Safe to repeat after any failure: the sidecar, with the count of torn lines, is written before the cut, and a
+    repeat that finds the cut already made takes the count from that sidecar.
     """
+    name = path.name.removesuffix(OPEN_SUFFIX)
     data = path.read_bytes()
     good = data.rfind(b"\n") + 1
     torn = 1 if good < len(data) else 0
-    name = path.name.removesuffix(OPEN_SUFFIX)
     if good == 0:
         fs.unlink(path)
-        return None
-    fd = fs.open_for_write(path)
-    try:
-        fs.truncate(fd, good)
-        fs.fsync(fd)
-    finally:
-        fs.close(fd)
+        return Recovered(name, None, torn)
     body = data[:good]
+    sha256 = hashlib.sha256(body).hexdigest()
+    target = sealed_path(sealed_root, name)
+    torn = max(torn, _torn_lines_already_cut(meta_path(target), good, sha256))
     stats = scan_stats(body)
     opened_at_ns = int(datetime.strptime(name[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()) * 10**9
     opened_at_ns += int(name[15:21]) * 1000
@@ -178,23 +206,37 @@ def recover_open_segment(
         last_recv_ns=stats.last_recv_ns,
         kinds=dict(stats.kinds),
         streams=dict(stats.streams),
-        sha256=hashlib.sha256(body).hexdigest(),
+        sha256=sha256,
         recovered=True,
         torn_lines_cut=torn,
     )
+    if good < len(data):
+        fs.makedirs(target.parent)
+        fs.write_file(meta_path(target), meta.to_json())
+        fd = fs.open_for_write(path)
+        try:
+            fs.truncate(fd, good)
+            fs.fsync(fd)
+        finally:
+            fs.close(fd)
     finish_seal(path, sealed_root, meta, fs)
-    return meta
+    return Recovered(name, meta, torn)
+
+
+def _torn_lines_already_cut(sidecar: Path, size: int, sha256: str) -> int:
+    """The torn-line count an earlier, interrupted recovery of the same content recorded, else 0."""
+    try:
+        earlier = SegmentMeta.from_json(sidecar.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return 0
+    return earlier.torn_lines_cut if earlier.bytes == size and earlier.sha256 == sha256 else 0
 
 
 def recover_open_segments(
     open_dir: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS
-) -> list[SegmentMeta]:
+) -> list[Recovered]:
     """Recover every segment a previous run of this collector left open, oldest first."""
     if not open_dir.exists():
         return []
-    recovered = []
-    for path in sorted(open_dir.glob(f"*{OPEN_SUFFIX}")):
-        meta = recover_open_segment(path, sealed_root, collector_id, fs)
-        if meta is not None:
-            recovered.append(meta)
-    return recovered
+    paths = sorted(open_dir.glob(f"*{OPEN_SUFFIX}"))
+    return [recover_open_segment(path, sealed_root, collector_id, fs) for path in paths]

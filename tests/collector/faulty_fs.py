@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 from harvest_pipeline.segments import FileSystem
@@ -49,3 +50,24 @@ class SwitchableFaultFS(FileSystem):
 def from_env() -> SwitchableFaultFS:
     """The ``fs_factory`` hook for collector subprocesses: fail while the file named by the env variable exists."""
     return SwitchableFaultFS(Path(os.environ[FAULT_MARKER_ENV]), errno.EIO)
+
+
+SLOW_WRITE_ENV = "HARVEST_TEST_SLOW_WRITE_S"
+
+
+class SlowFS(FileSystem):
+    """A disk that takes ``delay_s`` for every write call while the marker file exists (an overloaded disk)."""
+
+    def __init__(self, delay_s: float, marker: Path):
+        self.delay_s = delay_s
+        self.marker = marker
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        if self.marker.exists():
+            time.sleep(self.delay_s)
+        return super().pwrite(fd, data, offset)
+
+
+def slow_from_env() -> SlowFS:
+    """The ``fs_factory`` hook for collector subprocesses: writes are slow while the marker file exists."""
+    return SlowFS(float(os.environ[SLOW_WRITE_ENV]), Path(os.environ[FAULT_MARKER_ENV]))

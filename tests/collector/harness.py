@@ -132,7 +132,7 @@ class CollectorProcess:
         self.ready = tmp_path / "collector-ready.json"
         self.ready.unlink(missing_ok=True)
         values = {**FAST_SETTINGS, "ws_base": sim.info["ws_base"], "rest_base": sim.info["rest_base"], **settings}
-        values |= {"data_root": str(tmp_path / "data"), "ready_file": str(self.ready)}
+        values = {"data_root": str(tmp_path / "data"), **values, "ready_file": str(self.ready)}
         env = {env_name(key): ",".join(v) if isinstance(v, tuple) else str(v) for key, v in values.items()}
         self.process = start_cli(["collect"], tmp_path / "collector.log", {**env, **(extra_env or {})})
         self.info = read_json_file(self.ready)

@@ -72,7 +72,7 @@ def test_failing_disk_is_survived_with_bounded_memory_and_the_loss_recorded_exac
     assert status == 503 and not report["writer"]["healthy"] and report["writer"]["queue_lines"] <= 300
     assert collector.process.poll() is None
     marker.unlink()
-    wait_for(lambda: collector.health()[0] == 200, 10, "the writer to recover")
+    wait_for(lambda: collector.health()[0] == 200, 30, "the writer to recover")
     accounting = sim.stop()
     time.sleep(0.3)
     assert collector.terminate() == 0
@@ -85,3 +85,36 @@ def test_failing_disk_is_survived_with_bounded_memory_and_the_loss_recorded_exac
         assert stored[stream] + lost[stream] == sent, stream
     for loss in records_of(records, "write_loss"):
         assert loss["first_recv_ns"] <= loss["last_recv_ns"] < loss["t"]
+
+
+def test_kill_9_down_time_is_declared_so_every_id_sent_meanwhile_lies_in_a_gap(tmp_path):
+    sim = SimulatorProcess(tmp_path, rate=2.0)
+    rng = random.Random(4)
+    for _ in range(3):
+        collector = CollectorProcess(tmp_path, sim)
+        wait_for(lambda c=collector: c.health()[1]["streams"]["btcusdt@aggTrade"]["frames"] > 0, 10, "first frames")
+        time.sleep(rng.uniform(0.2, 0.8))
+        collector.kill()
+        time.sleep(1.0)  # the exchange keeps trading while nobody records
+    final = CollectorProcess(tmp_path, sim)
+    time.sleep(1.0)
+    accounting = sim.stop()
+    assert final.terminate() == 0
+
+    stream = "btcusdt@aggTrade"
+    sent: set[int] = set()
+    for connection in accounting["connections"].values():
+        tally = connection["streams"].get(stream)
+        if tally and tally["first_id"] is not None:
+            sent.update(range(tally["first_id"], tally["last_id"] + 1))
+    first_sent, last_sent = min(sent), max(sent)
+    sent = set(range(first_sent, last_sent + 1))  # the exchange traded every id, recorded or not
+    records = load_sealed_records(tmp_path / "data" / "segments" / "sealed")
+    stored = {r["f"]["data"]["a"] for r in records_of(records, "frame", stream)}
+    gaps = [(g["expected"], g["got"] - 1) for g in records_of(records, "gap", stream) if "expected" in g]
+    missing = sorted(sent - stored)
+    assert len(missing) > 100, "the down time should have cost trades"
+    undeclared = [i for i in missing if not any(low <= i <= high for low, high in gaps)]
+    assert undeclared == [], f"{len(undeclared)} ids lost without a gap, e.g. {undeclared[:5]}"
+    windows = [g for g in records_of(records, "gap", stream) if g["reason"] == "collector down (crash)"]
+    assert len(windows) == 3 and all(w["from_time_ms"] < w["to_time_ms"] for w in windows)

@@ -35,10 +35,10 @@ def test_queue_refuses_past_its_line_and_byte_bounds():
     ledger = DropLedger()
     offer(queue, ledger, "a@x", 5)
     assert queue.depth == 3 and ledger.total == {"a@x": 2}
-    assert [parse_record(line.data)["n"] for line in queue.take_all(0)] == [0, 1, 2], "oldest first"
-    small = BoundedLineQueue(max_lines=100, max_bytes=200)
+    assert [parse_record(line.data)["n"] for line in queue.take_chunk(1 << 20, 0)] == [0, 1, 2], "oldest first"
+    small = BoundedLineQueue(max_lines=100, max_bytes=1000)
     offer(small, ledger, "b@x", 5)
-    assert small.bytes <= 200 and small.depth + ledger.total["b@x"] == 5
+    assert small.bytes <= 1000 and small.depth + ledger.total["b@x"] == 5
 
 
 def test_disk_failure_is_survived_and_the_loss_is_recorded_exactly(tmp_path, caplog):

@@ -1,0 +1,59 @@
+"""Whether each symbol's recorded depth stream can rebuild an order book: judged on what was written, not received.
+
+A recording can rebuild a book from a snapshot plus every diff after it. So a symbol is *unsynced* from its first
+diff, after a ``pu`` break, and after any of its diffs or snapshots was lost (refused by the full queue or never
+written); it is *synced* again once a snapshot received after that moment is in a segment. After a loss, the
+snapshot is requested only when the ``write_loss`` record is written, i.e. once writing works again, so the new
+snapshot is not lost to the same failure.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from harvest_pipeline.segments import Line
+
+SNAPSHOT_STREAM_SUFFIX = "@depthSnapshot"
+
+
+def book_symbol(stream: str, depth_kinds: Iterable[str]) -> str | None:
+    """The symbol whose book ``stream`` feeds (diff-depth or snapshot stream), else None."""
+    symbol, _, kind = stream.partition("@")
+    if kind == SNAPSHOT_STREAM_SUFFIX[1:] or kind in depth_kinds:
+        return symbol.upper()
+    return None
+
+
+class BookSync:
+    """Per-symbol sync state, shared by the readers (asyncio thread) and the writer thread."""
+
+    def __init__(self, depth_streams: Iterable[str]):
+        self._lock = threading.Lock()
+        self._unsynced_since: dict[str, int] = {}
+        self._depth_kinds = {stream.partition("@")[2] for stream in depth_streams}
+        self.symbols = {stream.partition("@")[0].upper() for stream in depth_streams}
+
+    def symbol_of(self, stream: str) -> str | None:
+        """The symbol whose book ``stream`` feeds, if it is a depth or snapshot stream of this collector."""
+        symbol = book_symbol(stream, self._depth_kinds)
+        return symbol if symbol in self.symbols else None
+
+    def mark_unsynced(self, symbol: str, since_ns: int) -> None:
+        """``symbol``'s recording needs a snapshot received at or after ``since_ns``."""
+        with self._lock:
+            self._unsynced_since[symbol] = max(since_ns, self._unsynced_since.get(symbol, since_ns))
+
+    def snapshots_written(self, lines: list[Line]) -> None:
+        """Snapshot records reached a segment: each syncs its symbol if it was received after the last break."""
+        with self._lock:
+            for line in lines:
+                symbol = self.symbol_of(line.stream or "")
+                since = self._unsynced_since.get(symbol or "")
+                if since is not None and line.recv_ns >= since:
+                    del self._unsynced_since[symbol]  # type: ignore[arg-type]
+
+    def unsynced(self) -> dict[str, int]:
+        """Symbols without a valid snapshot since their last break, with the receive time of that break."""
+        with self._lock:
+            return dict(self._unsynced_since)

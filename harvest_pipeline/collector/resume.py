@@ -1,0 +1,110 @@
+"""Where the previous run of this collector stopped, per stream, so a restart can declare the window it missed.
+
+Read-only: it reads the tail of the newest segment this collector id wrote (a segment a crash left open, else the
+newest sealed one) before that segment is recovered, and finds per stream the receive time of the last frame and
+its exchange id (aggTrade ``a``, diff-depth ``u``). The collector then writes one ``gap`` record per stream for the
+time it was down and resumes its id trackers there, so the ids sent meanwhile surface as a ``gap`` with the first
+frame after the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harvest_pipeline.segments import OPEN_SUFFIX, RECORD_PREFIX, SEALED_SUFFIX
+
+log = logging.getLogger(__name__)
+
+TAIL_BYTES = 64 * 1024 * 1024
+"""How much of a segment's end is read (the default segment bound)."""
+SEALED_DATE_FOLDERS = 3
+"""Newest date folders searched for this collector's last sealed segment."""
+MAX_PLAUSIBLE_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """The last frame of one stream the previous run wrote."""
+
+    last_recv_ns: int
+    last_id: int | None
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """How the previous run of this collector ended and where each stream stood."""
+
+    segment: str
+    crashed: bool
+    positions: dict[str, StreamPosition]
+
+
+def find_last_run(
+    open_dir: Path, sealed_root: Path, collector_id: str, id_keys: Mapping[str, bytes | None]
+) -> LastRun | None:
+    """The previous run's end for the streams of ``id_keys`` (stream -> id key such as ``b'"a":'``, or None)."""
+    open_parts = sorted(open_dir.glob(f"*{OPEN_SUFFIX}"), reverse=True) if open_dir.exists() else []
+    candidates = open_parts or _newest_sealed(sealed_root, collector_id)
+    if not candidates:
+        return None
+    positions: dict[str, StreamPosition] = {}
+    for path in candidates[:2]:
+        for stream, position in tail_positions(path, id_keys).items():
+            positions.setdefault(stream, position)
+        if len(positions) == len(id_keys):
+            break
+    name = candidates[0].name.removesuffix(OPEN_SUFFIX).removesuffix(SEALED_SUFFIX)
+    return LastRun(name, bool(open_parts), positions)
+
+
+def _newest_sealed(sealed_root: Path, collector_id: str) -> list[Path]:
+    if not sealed_root.exists():
+        return []
+    folders = sorted((p for p in sealed_root.glob("date=*") if p.is_dir()), reverse=True)[:SEALED_DATE_FOLDERS]
+    found = [
+        path
+        for folder in folders
+        for path in folder.glob(f"*-{collector_id}-*{SEALED_SUFFIX}")
+        if path.name.split("-")[1] == collector_id
+    ]
+    return sorted(found, key=lambda path: path.name, reverse=True)
+
+
+def tail_positions(path: Path, id_keys: Mapping[str, bytes | None]) -> dict[str, StreamPosition]:
+    """Per stream of ``id_keys``, the last frame record in ``path`` (reading at most ``TAIL_BYTES`` of its end)."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - TAIL_BYTES))
+        data = handle.read()
+    wanted = {stream.encode(): stream for stream in id_keys}
+    found: dict[str, StreamPosition] = {}
+    for line in reversed(data.split(b"\n")):
+        match = RECORD_PREFIX.match(line)
+        if match is None or match.group(4) != b"frame" or match.group(5) is None:
+            continue
+        stream = wanted.get(match.group(5))
+        if stream is None or stream in found:
+            continue
+        key = id_keys[stream]
+        found[stream] = StreamPosition(int(match.group(1)), None if key is None else _plausible_id(line, key))
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def _plausible_id(line: bytes, key: bytes) -> int | None:
+    """The id after ``key`` in ``line`` if it is a plain integer in 0..2^63-1."""
+    at = line.find(key)
+    if at < 0:
+        return None
+    start = at + len(key)
+    end = start
+    while end < len(line) and end - start <= 19 and 0x30 <= line[end] <= 0x39:
+        end += 1
+    if end == start or end - start > 19:
+        return None
+    value = int(line[start:end])
+    return value if value <= MAX_PLAUSIBLE_ID else None
