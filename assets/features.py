@@ -15,8 +15,16 @@ from harvest_pipeline.features.quality import (
     empty_minute_rate,
 )
 from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
+from harvest_pipeline.schema import FEATURES_1S
 
 DEFAULTS = FeatureParams()
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(field.name, str(field.type), constraints=dg.TableColumnConstraints(nullable=field.nullable))
+        for field in FEATURES_1S
+    ]
+)
+"""The columns of ``features_1s`` as Dagster shows them, from the table's own schema (docs/features.md defines them)."""
 
 
 class FeaturesConfig(dg.Config):
@@ -56,11 +64,13 @@ FEATURE_CHECK_SPECS = [
     check_specs=FEATURE_CHECK_SPECS,
     group_name="features",
     kinds={"duckdb", "parquet"},
+    metadata={"dagster/column_schema": COLUMN_SCHEMA},
 )
 def features_1s(
     context: dg.AssetExecutionContext, config: FeaturesConfig, storage: HarvestStorage
 ) -> dg.MaterializeResult:
-    """Every second of the UTC day for one symbol: OHLCV, CVD, L1 book, OFI, z-scores, fusion, labels, quality flags.
+    """Every second of the UTC day for one symbol: OHLCV, CVD, L1 book, OFI, z-scores, fusion, labels, quality flags
+    (``gap``, ``recorded``: whether a collector was recording the second at all).
 
     Reads whatever raw Parquet is visible (parts during the day, the consolidated file afterwards) and writes
     ``date=/symbol=/kind=features_1s/features.parquet`` atomically; re-running gives identical rows.
@@ -79,6 +89,7 @@ def features_1s(
             "rows": feature_day.table.num_rows,
             "trades": int(trades.sum()),
             "non_empty_seconds": int((trades > 0).sum()),
+            "recorded_seconds": int(feature_day.table.column("recorded").to_numpy(zero_copy_only=False).sum()),
             "feed_gaps": len(feature_day.gaps),
             "chart": dg.MetadataValue.md(f"![features chart](data:image/png;base64,{base64.b64encode(png).decode()})"),
             "chart_path": dg.MetadataValue.path(str(chart_path)),

@@ -159,10 +159,12 @@ FEATURES_1S = pa.schema(
         pa.field("latency_ms_p50", pa.float64()),
         pa.field("latency_ms_p99", pa.float64()),
         pa.field("gap", pa.bool_(), nullable=False),
+        pa.field("recorded", pa.bool_(), nullable=False),
     ]
 )
 """``features_1s``: one row per UTC second of the day (86,400 rows per date x symbol), defined in docs/features.md.
 
 Floats only (exact decimal sums are cast to DOUBLE at the end); nulls mean "not defined yet" (no trade or book update
-so far today, z-score warm-up), never "missing data": empty seconds are rows with ``is_empty = true``.
+so far today, z-score warm-up) or "not recorded" (``recorded = false``: no collector was recording that second, so
+nothing is carried into it); empty recorded seconds are rows with ``is_empty = true``.
 """

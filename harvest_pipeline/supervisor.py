@@ -51,10 +51,6 @@ class ChildState:
         return self.process.pid if self.process and self.process.returncode is None else None
 
 
-class TooManyCrashes(RuntimeError):
-    """A child crashed more often than the restart policy allows."""
-
-
 def restart_delay(consecutive_crashes: int, base_s: float = 1.0, cap_s: float = 30.0) -> float:
     """Capped exponential backoff before restart number ``consecutive_crashes`` (1-based)."""
     return min(cap_s, base_s * 2 ** max(0, consecutive_crashes - 1))

@@ -1,4 +1,4 @@
-"""A PNG overview of one features day: price, CVD, OFI and fusion, with feed gaps shaded."""
+"""A PNG overview of one features day: price, CVD, OFI and fusion, with feed gaps and unrecorded time shaded."""
 
 from __future__ import annotations
 
@@ -15,16 +15,20 @@ PANELS = (("close", "price (close)"), ("cvd", "CVD"), ("ofi", "OFI"), ("fusion",
 
 
 def render_chart(table: pa.Table, title: str) -> bytes:
-    """The four panels over the day's hours, gap seconds shaded red; returns PNG bytes."""
+    """The four panels over the day's hours, gap seconds shaded red, unrecorded ones grey; returns PNG bytes."""
     hours = table.column("second_of_day").to_numpy() / 3600
     gap = table.column("gap").to_numpy(zero_copy_only=False)
+    unrecorded = ~table.column("recorded").to_numpy(zero_copy_only=False)
     figure, axes = plt.subplots(len(PANELS), 1, figsize=(11, 8), sharex=True, dpi=80)
     try:
         for axis, (column, label) in zip(axes, PANELS, strict=True):
             axis.plot(hours, table.column(column).to_numpy(zero_copy_only=False).astype(float), linewidth=0.6)
             axis.set_ylabel(label)
-            if gap.any():
-                axis.fill_between(hours, 0, 1, where=gap, color="red", alpha=0.25, transform=axis.get_xaxis_transform())
+            for flagged, color in ((unrecorded, "grey"), (gap, "red")):
+                if flagged.any():
+                    axis.fill_between(
+                        hours, 0, 1, where=flagged, color=color, alpha=0.25, transform=axis.get_xaxis_transform()
+                    )
         axes[-1].set_xlabel("hour of day (UTC)")
         axes[-1].set_xlim(0, 24)
         axes[-1].set_xticks(np.arange(0, 25, 3))

@@ -1,39 +1,70 @@
-"""`harvest features --date D --symbol S`: build one day's features from the Parquet on disk and print a summary."""
+"""`harvest features --date D --symbol S`: build one day's features from the Parquet on disk and print a summary.
+
+Printing is the default: the file is owned by the Dagster asset ``features_1s``, which the refresh sensor rebuilds
+while a day is recorded. ``--write`` replaces it anyway, through the same atomic writer the asset uses.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import time
 
 import numpy as np
 
+from harvest_pipeline.collector.config import SYMBOL_PATTERN
 from harvest_pipeline.features.quality import empty_minute_rate
 from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
 from harvest_pipeline.paths import DataPaths
+
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def utc_date(text: str) -> dt.date:
+    """``--date``: a calendar date written ``YYYY-MM-DD``."""
+    try:
+        if DATE_PATTERN.fullmatch(text):
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"invalid date {text!r}: expected a UTC date YYYY-MM-DD, e.g. 2026-03-02")
+
+
+def symbol_name(text: str) -> str:
+    """``--symbol``: upper-cased, then held to the collector's rule for symbols (it names a directory of the tree)."""
+    symbol = text.upper()
+    if not SYMBOL_PATTERN.fullmatch(symbol):
+        raise argparse.ArgumentTypeError(
+            f"invalid symbol {text!r}: expected 2-20 letters or digits as the collector records it, e.g. BTCUSDT"
+        )
+    return symbol
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``features`` subcommand."""
     parser = subparsers.add_parser("features", help="build and summarise the per-second features of one day x symbol")
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="UTC date, YYYY-MM-DD")
-    parser.add_argument("--symbol", required=True, help="symbol as in the Parquet tree, e.g. BTCUSDT")
+    parser.add_argument("--date", required=True, type=utc_date, help="UTC date, YYYY-MM-DD")
+    parser.add_argument("--symbol", required=True, type=symbol_name, help="symbol as recorded, e.g. BTCUSDT")
     parser.add_argument("--data", help="data root (default: HARVEST_DATA_ROOT or ./data)")
     parser.add_argument("--fee-tier", default=FeatureParams.fee_tier, help="fee tier label (default TM)")
-    parser.add_argument("--no-write", action="store_true", help="only print; do not write kind=features_1s")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="also replace kind=features_1s/features.parquet (normally the Dagster asset features_1s writes it)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build, optionally write, and print the summary; exit code 1 when the day has no trades at all."""
+    """Build, print the summary and write only when asked; exit code 1 when the day has no trades at all."""
     paths = DataPaths.from_env(args.data)
     started = time.perf_counter()
-    feature_day = build_features(paths.parquet, args.date, args.symbol.upper(), FeatureParams(fee_tier=args.fee_tier))
+    feature_day = build_features(paths.parquet, args.date, args.symbol, FeatureParams(fee_tier=args.fee_tier))
     elapsed = time.perf_counter() - started
-    written = None if args.no_write else write_features(feature_day, paths.parquet)
     print(summarize(feature_day, elapsed))
-    if written:
-        print(f"written: {written}")
+    if args.write:
+        print(f"written: {write_features(feature_day, paths.parquet)}")
     return 0 if feature_day.table.column("trade_count").to_numpy().sum() else 1
 
 
@@ -55,7 +86,8 @@ def summarize(feature_day: FeatureDay, elapsed_s: float) -> str:
             f"features_1s {feature_day.symbol} {feature_day.day}: {table.num_rows} rows in {elapsed_s:.2f} s",
             f"  trades {int(trades.sum())} in {int(np.count_nonzero(trades))} non-empty seconds; "
             f"volume {column('volume').sum():.8g}; last close {last_close:.8g}; end CVD {column('cvd')[-1]:.8g}",
-            f"  book updates {int(column('book_updates').sum())}; stale seconds {int(column('book_stale').sum())}",
+            f"  recorded seconds {int(column('recorded').sum())}; book updates {int(column('book_updates').sum())}; "
+            f"stale seconds {int(column('book_stale').sum())}",
             f"  fusion signal: +1 x{int((signals == 1).sum())}, -1 x{int((signals == -1).sum())}, "
             f"undefined x{int(np.isnan(signals).sum())}",
             f"  empty minutes {empty['empty_minutes']}/{empty['covered_minutes']} covered; "

@@ -49,7 +49,8 @@ class DaySources:
 
     @classmethod
     def discover(cls, parquet_root: Path, day: dt.date, symbol: str) -> DaySources:
-        """Find the files; events come from the day before and after too, since a gap may straddle midnight."""
+        """Find the files; events come from the day before and after too: a gap may straddle midnight, and the day
+        before tells whether a connection was still open at midnight (``recorded``)."""
         event_days = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)]
         events = [
             path

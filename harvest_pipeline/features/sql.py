@@ -1,8 +1,9 @@
-"""DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, latency and feed-gap flags.
+"""DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, latency, feed-gap and recording flags.
 
 Every statement reads the views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (see ``sources``) and takes
-``$day_start`` (epoch ms of 00:00 UTC). Rows are bucketed by exchange *event* time ``E``, the same clock that assigns
-them to a date partition, so every row of the partition lands in one of the day's 86,400 seconds.
+``$day_start`` (epoch ms of 00:00 UTC). Each row is bucketed by the clock that assigned it to its date partition in
+compaction, so every row of the partition lands in one of the day's 86,400 seconds and no row falls between two days:
+trades by trade time ``T`` (``trade_time_ms``), L1 updates by event time ``E``, ledger records by their receive time.
 
 Sums (volumes, CVD, OFI) are accumulated as exact DECIMALs and cast to DOUBLE only at the end: the result does not
 depend on summation order, so a re-run (or another thread count) gives bit-identical features.
@@ -17,10 +18,10 @@ SECONDS_PER_DAY = 86_400
 
 TRADES = """
 trades AS (
-    SELECT agg_trade_id, event_time_ms, price, qty, is_buyer_maker, latency_ms,
-           (event_time_ms - $day_start) // 1000 AS second_of_day
+    SELECT agg_trade_id, price, qty, is_buyer_maker, latency_ms, recv_time_ns,
+           (trade_time_ms - $day_start) // 1000 AS second_of_day
     FROM prices_raw
-    WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
+    WHERE trade_time_ms >= $day_start AND trade_time_ms < $day_start + 86400000
     QUALIFY row_number() OVER (PARTITION BY agg_trade_id ORDER BY recv_time_ns, segment, line) = 1
 )"""
 
@@ -29,7 +30,7 @@ trades AS (
 TICKS = """
 ticks_dedup AS (
     SELECT update_id, event_time_ms, bid_price AS b, bid_qty AS bq, ask_price AS a, ask_qty AS aq, latency_ms,
-           (event_time_ms - $day_start) // 1000 AS second_of_day
+           recv_time_ns, (event_time_ms - $day_start) // 1000 AS second_of_day
     FROM bookticker_raw
     WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
     QUALIFY row_number() OVER (PARTITION BY update_id ORDER BY recv_time_ns, segment, line) = 1
@@ -45,7 +46,9 @@ ticks AS (
 )"""
 
 # A feed gap window [lo_ms, hi_ms]: its own time range when the ledger has one, a disconnect lasts until the next
-# (re)connection record (or the end of the day), anything else is an instant.
+# (re)connection record (or the end of the day), anything else is an instant. A connection closed because it was
+# replaced (reason "replaced: lifetime rotation" or "replaced: <watchdog reason>") is no gap: its successor was
+# connected before it closed.
 GAP_WINDOWS = """
 ledger AS (SELECT DISTINCT * FROM events_raw),
 reconnects AS (
@@ -62,17 +65,58 @@ gap_windows AS (
                END,
                event_time_ms) AS hi_ms
     FROM ledger l
-    WHERE event IN ('gap', 'write_loss', 'disconnect', 'watchdog')
+    WHERE event IN ('gap', 'write_loss', 'watchdog')
+       OR (event = 'disconnect' AND NOT starts_with(coalesce(reason, ''), 'replaced'))
 ),
 day_gap_windows AS (
     SELECT * FROM gap_windows WHERE hi_ms >= $day_start AND lo_ms < $day_start + 86400000
 )"""
 
-GAP_EVENT_KINDS = ("gap", "write_loss", "disconnect", "watchdog")
+# Which seconds a collector was recording (docs/features.md, "recorded"). The span runs from the day's first record
+# (ledger record or receive time of a trade or L1 update) -- or from 00:00 when a connection of the day before was
+# still open at midnight -- to the day's last record. Down windows (disconnect -> next connection record, and the
+# 'collector down' gaps a restarted collector declares) are merged; a second wholly inside one is not recorded.
+RECORDING = """
+day_records AS (
+    SELECT event_time_ms AS ms FROM ledger WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
+    UNION ALL SELECT recv_time_ns // 1000000 FROM trades
+    UNION ALL SELECT recv_time_ns // 1000000 FROM ticks_dedup
+),
+connections_before_day AS (
+    SELECT conn_id,
+           max(event_time_ms) FILTER (WHERE event IN ('connect', 'subscribed')) AS opened_ms,
+           max(event_time_ms) FILTER (WHERE event = 'disconnect') AS closed_ms
+    FROM ledger WHERE event_time_ms < $day_start GROUP BY conn_id
+),
+recording_span AS (
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM connections_before_day WHERE opened_ms > coalesce(closed_ms, -1))
+                THEN $day_start ELSE (SELECT min(ms) FROM day_records) END AS first_ms,
+           (SELECT max(ms) FROM day_records) AS last_ms
+),
+down_windows AS (
+    SELECT lo_ms, hi_ms,  -- a window starts an island unless it overlaps or touches an earlier one
+           coalesce(lo_ms > 1 + max(hi_ms) OVER earlier, true)::INTEGER AS starts_island
+    FROM gap_windows
+    WHERE event = 'disconnect' OR (event = 'gap' AND starts_with(reason, 'collector down'))
+    WINDOW earlier AS (ORDER BY lo_ms, hi_ms ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+down_islands AS (
+    SELECT min(lo_ms) AS lo_ms, max(hi_ms) AS hi_ms
+    FROM (
+        SELECT *, sum(starts_island) OVER (ORDER BY lo_ms, hi_ms ROWS UNBOUNDED PRECEDING) AS island FROM down_windows
+    )
+    GROUP BY island
+),
+down_seconds AS (
+    SELECT DISTINCT g.second_of_day
+    FROM grid g JOIN down_islands w
+      ON w.lo_ms <= $day_start + g.second_of_day * 1000 AND w.hi_ms >= $day_start + g.second_of_day * 1000 + 999
+)"""
 
 PER_SECOND = f"""
 WITH {TRADES}, {TICKS}, {GAP_WINDOWS},
 grid AS (SELECT range AS second_of_day FROM range(86400)),
+{RECORDING},
 trade_seconds AS (
     SELECT second_of_day,
            arg_min(price, agg_trade_id) AS open, max(price) AS high, min(price) AS low,
@@ -101,29 +145,46 @@ gap_seconds AS (
     FROM grid g JOIN day_gap_windows w
       ON w.lo_ms < $day_start + (g.second_of_day + 1) * 1000 AND w.hi_ms >= $day_start + g.second_of_day * 1000
 ),
-carried AS (
-    SELECT g.second_of_day,
-           t.open, t.high, t.low, t.volume, t.quote_volume, t.buy_volume, t.sell_volume,
-           coalesce(t.trade_count, 0) AS trade_count,
-           last_value(t.close IGNORE NULLS) OVER running AS close,
-           sum(coalesce(t.buy_volume - t.sell_volume, 0)) OVER running AS cvd,
-           last_value(k.b IGNORE NULLS) OVER running AS b,
-           last_value(k.a IGNORE NULLS) OVER running AS a,
-           last_value(k.bq IGNORE NULLS) OVER running AS bq,
-           last_value(k.aq IGNORE NULLS) OVER running AS aq,
-           last_value(k.last_book_ms IGNORE NULLS) OVER running AS last_book_ms,
-           coalesce(k.book_updates, 0) AS book_updates, coalesce(k.ofi, 0) AS ofi,
+flagged AS (
+    SELECT g.second_of_day, t.open, t.high, t.low, t.close, t.volume, t.quote_volume, t.buy_volume, t.sell_volume,
+           t.trade_count, k.b, k.a, k.bq, k.aq, k.last_book_ms, k.book_updates, k.ofi,
            l.latency_ms_p50, l.latency_ms_p99,
-           gs.second_of_day IS NOT NULL AS gap
+           gs.second_of_day IS NOT NULL AS gap,
+           t.trade_count IS NOT NULL OR k.book_updates IS NOT NULL OR (
+               coalesce($day_start + (g.second_of_day + 1) * 1000 > span.first_ms
+                        AND $day_start + g.second_of_day * 1000 <= span.last_ms, false)
+               AND ds.second_of_day IS NULL) AS recorded
     FROM grid g
+    CROSS JOIN recording_span span
     LEFT JOIN trade_seconds t USING (second_of_day)
     LEFT JOIN book_seconds k USING (second_of_day)
     LEFT JOIN latency_seconds l USING (second_of_day)
     LEFT JOIN gap_seconds gs USING (second_of_day)
-    WINDOW running AS (ORDER BY g.second_of_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    LEFT JOIN down_seconds ds USING (second_of_day)
+),
+stretches AS (
+    SELECT *, sum((NOT recorded)::INTEGER) OVER (ORDER BY second_of_day ROWS UNBOUNDED PRECEDING) AS stretch
+    FROM flagged
+),
+-- close and the book carry forward within a stretch of recorded seconds, never into or across an unrecorded one
+carried AS (
+    SELECT second_of_day, open, high, low, volume, quote_volume, buy_volume, sell_volume,
+           coalesce(trade_count, 0) AS trade_count,
+           last_value(close IGNORE NULLS) OVER in_stretch AS close,
+           sum(coalesce(buy_volume - sell_volume, 0)) OVER running AS cvd,
+           last_value(b IGNORE NULLS) OVER in_stretch AS b,
+           last_value(a IGNORE NULLS) OVER in_stretch AS a,
+           last_value(bq IGNORE NULLS) OVER in_stretch AS bq,
+           last_value(aq IGNORE NULLS) OVER in_stretch AS aq,
+           last_value(last_book_ms IGNORE NULLS) OVER in_stretch AS last_book_ms,
+           coalesce(book_updates, 0) AS book_updates, coalesce(ofi, 0) AS ofi,
+           latency_ms_p50, latency_ms_p99, gap, recorded
+    FROM stretches
+    WINDOW running AS (ORDER BY second_of_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+           in_stretch AS (PARTITION BY stretch ORDER BY second_of_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 floats AS (
-    SELECT second_of_day, trade_count, book_updates, last_book_ms, latency_ms_p50, latency_ms_p99, gap,
+    SELECT second_of_day, trade_count, book_updates, last_book_ms, latency_ms_p50, latency_ms_p99, gap, recorded,
            open::DOUBLE AS open, high::DOUBLE AS high, low::DOUBLE AS low, close::DOUBLE AS close,
            coalesce(volume, 0)::DOUBLE AS volume, coalesce(quote_volume, 0)::DOUBLE AS quote_volume,
            quote_volume::DOUBLE / volume::DOUBLE AS vwap,
@@ -142,7 +203,7 @@ SELECT $day_start + second_of_day * 1000 AS time_ms, second_of_day::INTEGER AS s
        book_updates, ofi,
        trade_count = 0 AS is_empty,
        coalesce($day_start + (second_of_day + 1) * 1000 - last_book_ms > $stale_after_ms, true) AS book_stale,
-       latency_ms_p50, latency_ms_p99, gap
+       latency_ms_p50, latency_ms_p99, gap, recorded
 FROM floats
 ORDER BY second_of_day
 """

@@ -69,7 +69,7 @@ def build_features(
 
 
 def add_signals_and_labels(columns: pa.Table, params: FeatureParams) -> pa.Table:
-    """Append z-scores, fusion and labels (numpy) to the SQL columns, in the FEATURES_1S column order."""
+    """Append z-scores, fusion and labels (numpy) to the SQL columns, in the FEATURES_1S order."""
 
     def floats(name: str) -> np.ndarray:
         return columns.column(name).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -2,7 +2,9 @@
 
 Every 10 ms tick runs a seeded number of book events per symbol and publishes their trades and best bid/ask changes;
 every 10th tick (100 ms) publishes the depth diffs and top-20 books. The content of tick N depends only on the seed, the
-rate and the faults, never on timing, so a seed reproduces the same trades and diffs; only timestamps are wall clock.
+rate and the faults, never on timing, so a seed reproduces the same trades and diffs (prices, quantities, sides). Only
+the timestamps and the ids are wall clock: ids start from the run's start time, so a restarted simulator continues
+above every id an earlier run sent, as the exchange does (bound in ``ids``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.connections import Hub
 from harvest_pipeline.simulator.faults import FaultState
+from harvest_pipeline.simulator.ids import MAX_EVENTS_PER_TICK, FirstIds, first_ids_at
 from harvest_pipeline.simulator.instruments import Instrument, instrument
 from harvest_pipeline.simulator.market import SymbolMarket, Trade
 
@@ -23,9 +26,9 @@ TICKS_PER_DEPTH_FRAME = 10
 class SymbolFeed:
     """One symbol: its market model, its stream names and the recent aggregate trades REST serves."""
 
-    def __init__(self, spec: Instrument, seed: int, history: int):
+    def __init__(self, spec: Instrument, seed: int, history: int, first_ids: FirstIds):
         self.spec = spec
-        self.market = SymbolMarket(spec, seed)
+        self.market = SymbolMarket(spec, seed, first_ids)
         self.agg_stream = wire.stream_name(spec.symbol, wire.AGG_TRADE)
         self.ticker_stream = wire.stream_name(spec.symbol, wire.BOOK_TICKER)
         self.diff_stream = wire.stream_name(spec.symbol, wire.DEPTH_DIFF)
@@ -48,14 +51,16 @@ class SymbolFeed:
 
 
 class Exchange:
-    """All symbols of one simulator, publishing through ``hub``."""
+    """All symbols of one simulator, publishing through ``hub``; ``start_ms`` (wall clock) places the first ids."""
 
-    def __init__(self, config: SimulatorConfig, hub: Hub, faults: FaultState):
+    def __init__(self, config: SimulatorConfig, hub: Hub, faults: FaultState, start_ms: int):
         self.rate = config.rate
         self.hub = hub
         self.faults = faults
+        first_ids = first_ids_at(start_ms)
         self.feeds = {
-            symbol: SymbolFeed(instrument(symbol), config.seed, config.agg_trade_history) for symbol in config.symbols
+            symbol: SymbolFeed(instrument(symbol), config.seed, config.agg_trade_history, first_ids)
+            for symbol in config.symbols
         }
         self.ticks = 0
 
@@ -65,7 +70,8 @@ class Exchange:
         hub = self.hub
         for feed in self.feeds.values():
             spec = feed.spec
-            trades, tops = feed.market.step(feed.market.event_count(TICK_S, multiplier))
+            events = min(feed.market.event_count(TICK_S, multiplier), MAX_EVENTS_PER_TICK)
+            trades, tops = feed.market.step(events)
             if trades:
                 feed.remember(trades, now_ms)
                 if hub.wants(feed.agg_stream):

@@ -3,7 +3,7 @@
 Pure and synchronous: no clock, no I/O. Prices are integer ticks and quantities integer lots. Every book event gets the
 next update id; market orders consume the best levels of the opposite side and produce one aggregated trade per price
 level, so trades, depth diffs and the best bid/ask always agree. The sequence of events depends only on the seed, the
-symbol and the number of events asked for.
+symbol and the number of events asked for; the ids they carry also on the ids the model starts from (see ``ids``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import random
 from bisect import bisect_left, insort
 from typing import NamedTuple
 
+from harvest_pipeline.simulator.ids import FirstIds
 from harvest_pipeline.simulator.instruments import Instrument
 
 MAX_LEVELS_PER_SIDE = 400
@@ -97,16 +98,21 @@ class BookSide:
 
 
 class SymbolMarket:
-    """The order book and order flow of one symbol."""
+    """The order book and order flow of one symbol.
 
-    def __init__(self, spec: Instrument, seed: int):
+    Without ``first_ids`` the ids start at seeded values (the same ids for a seed); the exchange passes ids derived
+    from its start time instead. Either way the seed alone decides prices, quantities and sides.
+    """
+
+    def __init__(self, spec: Instrument, seed: int, first_ids: FirstIds | None = None):
         self.spec = spec
         self.rng = random.Random(f"{seed}:{spec.symbol}")
         self.bids = BookSide(is_bid=True)
         self.asks = BookSide(is_bid=False)
-        self.update_id = 1_000_000_000 + self.rng.randrange(10**8)
-        self.next_agg_id = 100_000_000 + self.rng.randrange(10**7)
-        self.next_trade_id = 4 * self.next_agg_id
+        seeded_update_id = 1_000_000_000 + self.rng.randrange(10**8)
+        seeded_agg_id = 100_000_000 + self.rng.randrange(10**7)
+        self.first_ids = first_ids or FirstIds(seeded_update_id, seeded_agg_id, 4 * seeded_agg_id)
+        self.update_id, self.next_agg_id, self.next_trade_id = self.first_ids
         self._diff_bids: dict[int, int] = {}
         self._diff_asks: dict[int, int] = {}
         self._diff_first: int | None = None

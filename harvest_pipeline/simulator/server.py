@@ -66,7 +66,7 @@ class Simulator:
         self.config = config
         self.faults = FaultState()
         self.hub = Hub(self.faults)
-        self.exchange = Exchange(config, self.hub, self.faults)
+        self.exchange = Exchange(config, self.hub, self.faults, start_ms=time.time_ns() // 1_000_000)
         self.rest_tally = RestTally()
         self.replay = (
             Replay(config.replay, config.replay_speed, self.hub, config.agg_trade_history) if config.replay else None

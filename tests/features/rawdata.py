@@ -22,7 +22,7 @@ def _write(root: Path, day: dt.date, symbol: str, kind: str, part: str, columns:
     latency = columns.pop("latency_ms", [5] * n)
     provenance = {
         "recv_time_ns": [(e + lat) * 1_000_000 for e, lat in zip(columns["event_time_ms"], latency, strict=True)],
-        "conn_id": ["c1"] * n,
+        "conn_id": columns.pop("conn_id", ["c1"] * n),
         "segment": [part] * n,
         "line": list(range(n)),
     }
@@ -39,10 +39,11 @@ def _write(root: Path, day: dt.date, symbol: str, kind: str, part: str, columns:
 def write_trades(
     root: Path, trades: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
 ) -> Path:
-    """Trades as (event_time_ms, agg_trade_id, price, qty, is_buyer_maker[, latency_ms]); prices/qty as strings."""
+    """Trades as (event_time_ms, agg_trade_id, price, qty, is_buyer_maker[, latency_ms[, trade_time_ms]]); prices and
+    quantities as strings; the trade time T defaults to the event time E, the receive time is E + latency."""
     columns = {
         "event_time_ms": [t[0] for t in trades],
-        "trade_time_ms": [t[0] for t in trades],
+        "trade_time_ms": [t[6] if len(t) > 6 else t[0] for t in trades],
         "agg_trade_id": [t[1] for t in trades],
         "first_trade_id": [t[1] for t in trades],
         "last_trade_id": [t[1] for t in trades],
@@ -72,11 +73,13 @@ def write_ticks(root: Path, ticks: list[tuple], part: str = "part-a", day: dt.da
 def write_events(
     root: Path, events: list[dict], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
 ) -> Path:
-    """Ledger records: dicts with ``event`` and ``event_time_ms`` and optionally the other EVENTS fields."""
+    """Ledger records: dicts with ``event`` and ``event_time_ms`` and optionally the other EVENTS fields and
+    ``conn_id`` (default ``c1``); the receive time is the event time (plus the default latency)."""
     optional = ("stream", "reason", "from_id", "to_id", "from_time_ms", "to_time_ms", "count", "detail")
     columns = {
         "event_time_ms": [e["event_time_ms"] for e in events],
         "event": [e["event"] for e in events],
         **{name: [e.get(name) for e in events] for name in optional},
+        "conn_id": [e.get("conn_id", "c1") for e in events],
     }
     return _write(root, day, symbol, "events", part, columns, EVENTS)

@@ -56,11 +56,17 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
     """One dict per second of the day with the reference value of every features_1s column."""
     trades = _first_by(_rows(kind_root / "kind=prices"), "agg_trade_id")
     ticks = _first_by(_rows(kind_root / "kind=bookticker"), "update_id")
-    trades = [t for t in trades if day_start <= t["event_time_ms"] < day_start + SECONDS * 1000]
+    trades = [t for t in trades if day_start <= t["trade_time_ms"] < day_start + SECONDS * 1000]
     ticks = [t for t in ticks if day_start <= t["event_time_ms"] < day_start + SECONDS * 1000]
 
     def second(row: dict) -> int:
-        return (row["event_time_ms"] - day_start) // 1000
+        """Trades count in the second of their trade time T, L1 updates in that of their event time E."""
+        return (row.get("trade_time_ms", row["event_time_ms"]) - day_start) // 1000
+
+    ledger = [row for directory in events_dirs for row in _rows(directory)]
+    recorded = _recorded_seconds(ledger, day_start, [t["recv_time_ns"] // 1_000_000 for t in trades + ticks])
+    for row in trades + ticks:
+        recorded[second(row)] = True
 
     out = [{"second_of_day": s, "time_ms": day_start + s * 1000} for s in range(SECONDS)]
     by_second: dict[int, list[dict]] = {}
@@ -72,6 +78,8 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
 
     close, cvd = None, Decimal(0)
     for s, row in enumerate(out):
+        if not recorded[s]:
+            close = None
         group = by_second.get(s, [])
         buy = sum((t["qty"] for t in group if not t["is_buyer_maker"]), Decimal(0))
         sell = sum((t["qty"] for t in group if t["is_buyer_maker"]), Decimal(0))
@@ -96,6 +104,7 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
             is_empty=not group,
             latency_ms_p50=_quantile(latencies[s], 0.5) if s in latencies else None,
             latency_ms_p99=_quantile(latencies[s], 0.99) if s in latencies else None,
+            recorded=recorded[s],
         )
 
     ofi = [Decimal(0)] * SECONDS
@@ -116,6 +125,8 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
         previous = tick
     state, last_time = None, None
     for s, row in enumerate(out):
+        if not recorded[s]:
+            state, last_time = None, None
         if s in last_in_second:
             state = last_in_second[s]
             last_time = latest_time[s]
@@ -138,7 +149,7 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
             book_stale=last_time is None or day_start + (s + 1) * 1000 - last_time > 5000,
         )
 
-    windows = _gap_windows(events_dirs, day_start)
+    windows = _gap_windows(ledger, day_start)
     for row in out:
         start = day_start + row["second_of_day"] * 1000
         row["gap"] = any(lo < start + 1000 and hi >= start for lo, hi in windows)
@@ -148,22 +159,19 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
     trade_counts = [row["trade_count"] for row in out]
     trade_seconds = [s for s in range(SECONDS) if trade_counts[s] > 0]
     book_seconds = [s for s in range(SECONDS) if out[s]["book_updates"] > 0]
-    first_mid = next((s for s in range(SECONDS) if out[s]["mid"] is not None), None)
-    nonzero_returns = []  # (second, squared log return) where the mid moved
+    returns = []  # (second, squared 1-s log return of mid) wherever the mid is known at s - 1 and s
     for s in range(1, SECONDS):
-        if out[s - 1]["mid"] is not None and out[s]["mid"] != out[s - 1]["mid"]:
-            nonzero_returns.append((s, math.log(out[s]["mid"] / out[s - 1]["mid"]) ** 2))
-    return_seconds = [s for s, _ in nonzero_returns]
+        if out[s - 1]["mid"] is not None and out[s]["mid"] is not None:
+            ratio = out[s]["mid"] / out[s - 1]["mid"]
+            returns.append((s, 0.0 if ratio == 1 else math.log(ratio) ** 2))
+    return_seconds = [s for s, _ in returns]
     for s, row in enumerate(out):
         ofi_z = _robust_z(ofis, s, book_seconds)
         cvd_z = _robust_z(deltas, s, trade_seconds)
         fusion = 0.6 * ofi_z + 0.4 * cvd_z if ofi_z is not None and cvd_z is not None else None
         window_trades = sum(trade_counts[max(0, s - 299) : s + 1])
-        if first_mid is None or s <= first_mid:
-            realized_vol = None
-        else:
-            lo, hi = bisect.bisect_left(return_seconds, s - 299), bisect.bisect_right(return_seconds, s)
-            realized_vol = math.sqrt(sum(r2 for _, r2 in nonzero_returns[lo:hi]))
+        lo, hi = bisect.bisect_left(return_seconds, s - 299), bisect.bisect_right(return_seconds, s)
+        realized_vol = math.sqrt(sum(r2 for _, r2 in returns[lo:hi])) if hi > lo else None
         hour = s // 3600
         row.update(
             ofi_z=ofi_z,
@@ -185,21 +193,62 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
     return out
 
 
-def _gap_windows(events_dirs: list[Path], day_start: int) -> list[tuple[int, int]]:
-    """[lo, hi] ms of every gap-like ledger record; a disconnect lasts until the next (re)connection record."""
-    ledger = [row for directory in events_dirs for row in _rows(directory)]
-    reconnects = sorted(r["event_time_ms"] for r in ledger if r["event"] in ("connect", "subscribed", "recovered"))
+def _disconnect_end(record: dict, ledger: list[dict], day_start: int) -> int:
+    """A disconnect lasts until the next (re)connection record, or to the end of the day."""
+    later = [r["event_time_ms"] for r in ledger if r["event"] in ("connect", "subscribed", "recovered")]
+    later = [t for t in later if t >= record["event_time_ms"]]
+    return min(later) if later else day_start + SECONDS * 1000 - 1
+
+
+def _is_replacement(record: dict) -> bool:
+    return record["event"] == "disconnect" and (record["reason"] or "").startswith("replaced")
+
+
+def _gap_windows(ledger: list[dict], day_start: int, down_only: bool = False) -> list[tuple[int, int]]:
+    """[lo, hi] ms of every gap-like ledger record (only disconnects and 'collector down' gaps with ``down_only``)."""
     windows = []
     for record in ledger:
-        if record["event"] not in ("gap", "write_loss", "disconnect", "watchdog"):
+        if record["event"] not in ("gap", "write_loss", "disconnect", "watchdog") or _is_replacement(record):
+            continue
+        collector_down = record["event"] == "gap" and (record["reason"] or "").startswith("collector down")
+        if down_only and not (record["event"] == "disconnect" or collector_down):
             continue
         lo = record["from_time_ms"] if record["from_time_ms"] is not None else record["event_time_ms"]
         if record["to_time_ms"] is not None:
             hi = record["to_time_ms"]
         elif record["event"] == "disconnect":
-            later = [t for t in reconnects if t >= record["event_time_ms"]]
-            hi = later[0] if later else day_start + SECONDS * 1000 - 1
+            hi = _disconnect_end(record, ledger, day_start)
         else:
             hi = record["event_time_ms"]
         windows.append((lo, hi))
     return windows
+
+
+def _open_at_midnight(ledger: list[dict], day_start: int) -> bool:
+    """Whether some connection's last record before the day was a connect/subscribed, not a disconnect."""
+    last: dict[str, tuple[int, bool]] = {}
+    for record in sorted(ledger, key=lambda r: (r["event_time_ms"], r["event"] == "disconnect")):
+        if record["event_time_ms"] < day_start and record["event"] in ("connect", "subscribed", "disconnect"):
+            last[record["conn_id"]] = (record["event_time_ms"], record["event"] != "disconnect")
+    return any(is_open for _, is_open in last.values())
+
+
+def _recorded_seconds(ledger: list[dict], day_start: int, data_recv_ms: list[int]) -> list[bool]:
+    """Seconds a collector was recording: inside [first record (or 00:00 if connected at midnight), last record],
+    not wholly covered by disconnect or collector-down windows (each second swept on its own)."""
+    day_end = day_start + SECONDS * 1000
+    records = [r["event_time_ms"] for r in ledger if day_start <= r["event_time_ms"] < day_end] + data_recv_ms
+    if not records:
+        return [False] * SECONDS
+    first = day_start if _open_at_midnight(ledger, day_start) else min(records)
+    last = max(records)
+    windows = sorted(w for w in _gap_windows(ledger, day_start, down_only=True) if w[1] >= day_start and w[0] < day_end)
+    recorded = []
+    for s in range(SECONDS):
+        start = day_start + s * 1000
+        covered_to = start  # sweep: the first ms of the second not yet covered by a window
+        for lo, hi in windows:
+            if lo <= covered_to <= hi:
+                covered_to = hi + 1
+        recorded.append(start + 1000 > first and start <= last and covered_to < start + 1000)
+    return recorded

@@ -95,4 +95,7 @@ def test_materialized_features_match_the_reference_and_rerun_identically(tmp_pat
     assert metadata["rows_out"].value == 45_000
     chart = [m for m in final.get_asset_materialization_events() if m.asset_key == dg.AssetKey("features_1s")]
     assert chart[0].materialization.metadata["chart"].value.startswith("![features chart](data:image/png;base64,")
+    recorded = parts_table.column("recorded").to_pylist()
+    assert chart[0].materialization.metadata["recorded_seconds"].value == sum(recorded)
+    assert not any(recorded[:25_200]) and all(recorded[25_300:86_000]), "recorded from the first raw row on"
     assert not math.isnan(parts_table.column("cvd").to_pylist()[-1])

@@ -11,6 +11,15 @@ from harvest_pipeline.features.table import FeatureParams, build_features
 from tests.features.rawdata import DAY, SYMBOL, T0, write_events, write_ticks, write_trades
 
 
+def recording_all_day(root) -> None:
+    """A ledger saying a collector recorded the whole day: a connection opened the day before and still open at
+    midnight, and a record in the day's last millisecond."""
+    write_events(
+        root, [{"event": "connect", "event_time_ms": T0 - 60_000}], day=DAY - dt.timedelta(days=1), symbol="ALL"
+    )
+    write_events(root, [{"event": "subscribed", "event_time_ms": T0 + 86_399_999}], part="part-end", symbol="ALL")
+
+
 def features(root, day: dt.date = DAY, symbol: str = SYMBOL) -> dict[str, list]:
     return build_features(root, day, symbol, FeatureParams()).table.to_pydict()
 
@@ -46,6 +55,7 @@ def test_ohlc_volumes_vwap_and_taker_sides_within_one_second(tmp_path):
 
 
 def test_empty_seconds_carry_close_and_are_flagged(tmp_path):
+    recording_all_day(tmp_path)
     write_trades(tmp_path, [(T0 + 5_000, 1, "100", "1", False), (T0 + 8_000, 2, "101", "1", True)])
     c = features(tmp_path)
     assert c["close"][4] is None and c["is_empty"][4]
@@ -73,6 +83,7 @@ def test_duplicate_trades_across_parts_count_once(tmp_path):
 
 
 def test_l1_columns_are_the_state_at_the_end_of_the_second_and_carry_forward(tmp_path):
+    recording_all_day(tmp_path)
     write_ticks(tmp_path, [(T0 + 3_100, 1, "99", "1", "101", "1"), (T0 + 3_900, 2, "100", "3", "101", "1")])
     c = features(tmp_path)
     assert at(c, 3, "best_bid", "best_ask", "bid_size", "ask_size", "book_updates") == (100.0, 101.0, 3.0, 1.0, 2)
@@ -85,6 +96,7 @@ def test_l1_columns_are_the_state_at_the_end_of_the_second_and_carry_forward(tmp
 
 
 def test_book_goes_stale_after_more_than_five_seconds_without_an_update(tmp_path):
+    recording_all_day(tmp_path)
     write_ticks(tmp_path, [(T0 + 100_200, 1, "99", "1", "101", "1")])
     c = features(tmp_path)
     # at the end of second 104, 4.8 s have passed since the update; at the end of 105, 5.8 s

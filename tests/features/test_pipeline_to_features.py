@@ -47,13 +47,15 @@ async def brisk_market_with_repeats(sim, service) -> None:
     await asyncio.sleep(WINDOW_S / 2)
 
 
-def distinct_ids_per_second(records: list[dict], stream: str, id_key: str) -> dict[dt.date, Counter[int]]:
-    """From the raw frames the collector sealed: per UTC date, distinct exchange ids per second of event time E."""
+def distinct_ids_per_second(
+    records: list[dict], stream: str, id_key: str, time_key: str
+) -> dict[dt.date, Counter[int]]:
+    """From the raw frames the collector sealed: per UTC date, distinct exchange ids per second of ``time_key``."""
     seen: dict[int, int] = {}
     for record in records:
         if record["k"] == "frame" and record["s"] == stream:
             data = record["f"]["data"]
-            seen.setdefault(data[id_key], data["E"])
+            seen.setdefault(data[id_key], data[time_key])
     per_day: dict[dt.date, Counter[int]] = defaultdict(Counter)
     for event_ms in seen.values():
         day = dt.datetime.fromtimestamp(event_ms / 1000, dt.UTC).date()
@@ -95,8 +97,8 @@ def test_simulated_window_through_the_pipeline_matches_reference_and_simulator_a
     streams = accounting["streams"]
     assert {stream: streams[stream]["repeated"] for stream in REPEATED} == REPEATED
 
-    trades_sent = distinct_ids_per_second(records, TRADES, "a")
-    ticks_sent = distinct_ids_per_second(records, TICKER, "u")
+    trades_sent = distinct_ids_per_second(records, TRADES, "a", "T")  # trades count in the second of trade time
+    ticks_sent = distinct_ids_per_second(records, TICKER, "u", "E")
     assert sum(sum(c.values()) for c in trades_sent.values()) == streams[TRADES]["frames"] > 10 * WINDOW_S
     assert sum(sum(c.values()) for c in ticks_sent.values()) == streams[TICKER]["frames"] > 0
     dates = sorted(p.parent.parent.name for p in paths.parquet.glob(f"date=*/symbol={SYMBOL}/kind=prices"))

@@ -104,17 +104,26 @@ def test_accounting_totals_match_what_a_client_counted() -> None:
     run(scenario())
 
 
-def test_the_same_seed_sends_the_same_trades_and_diffs() -> None:
+def relative_ids(message: dict, starts: dict[str, int]) -> dict:
+    """``message`` without its timestamps, each id in ``starts`` taken relative to where the run's ids began."""
+    return {
+        key: value - starts[key] if key in starts else value for key, value in message.items() if key not in ("E", "T")
+    }
+
+
+def test_the_same_seed_sends_the_same_trades_and_diffs_up_to_where_its_ids_start() -> None:
     async def record(seed: int) -> tuple[list[dict], dict[int, dict]]:
         config = SimulatorConfig(symbols=("BTCUSDT",), seed=seed, rate=2.0)
         async with running_simulator(config) as sim:
+            first = sim.exchange.feeds["BTCUSDT"].market.first_ids
             async with connect(f"{sim.ws_base}/public/ws/btcusdt@depth@100ms") as ws:
                 diffs = [orjson.loads(frame) for frame in await collect(ws, 0.8)]
             _, _, trades = await http_get(f"{sim.rest_base}/fapi/v1/aggTrades?symbol=BTCUSDT&fromId=0&limit=50")
-        strip = ("E", "T")
+        trade_starts = {"a": first.agg_id, "f": first.trade_id, "l": first.trade_id}
+        diff_starts = dict.fromkeys(("U", "u", "pu"), first.update_id)
         return (
-            [{k: v for k, v in trade.items() if k not in strip} for trade in trades],
-            {diff["u"]: {k: v for k, v in diff.items() if k not in strip} for diff in diffs},
+            [relative_ids(trade, trade_starts) for trade in trades],
+            {diff["u"] - first.update_id: relative_ids(diff, diff_starts) for diff in diffs},
         )
 
     async def scenario() -> None:
