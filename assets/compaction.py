@@ -7,6 +7,7 @@ A run may cover a range of segment partitions (``BackfillPolicy.single_run``): t
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -52,33 +53,97 @@ _DESCRIPTIONS = {
     backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=COMPACTION_RETRY,
 )
-def raw_market_data(context: dg.AssetExecutionContext, storage: HarvestStorage) -> Iterator[dg.MaterializeResult]:
-    """Compact every segment of the run's partition range into the raw kinds."""
+def raw_market_data(
+    context: dg.AssetExecutionContext, storage: HarvestStorage
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Compact every segment of the run's partition range into the raw kinds.
+
+    A segment that fails never holds the others hostage: every segment of the range is compacted first; then, if
+    any failed, each good segment is materialized as its own partition and the step fails naming only the failed
+    ones (Dagster marks just those partitions failed). A permanent failure (missing, unreadable or corrupt segment,
+    or an unexpected error) is not retried; a transient I/O error retries the range (compaction is idempotent).
+    """
     paths = storage.paths()
-    reports = [_compact(context, storage, name) for name in context.partition_keys]
+    reports, failures = _compact_range(context, storage)
+    if failures:
+        yield from _materialize_each(context, reports)
+        raise _range_failure(failures)
     for kind, key in RAW_KIND_KEYS.items():
         yield dg.MaterializeResult(asset_key=key, metadata=kind_metadata(kind, reports))
-    yield _reconciliation_result(reports)
-    for check_name, check_key in _GAP_CHECKS.items():
-        yield _continuity_result(check_name, check_key, reports)
+    yield from _check_results(reports)
     context.log.info(f"compacted {len(reports)} segment(s) into {paths.parquet}")
+
+
+@dataclass(frozen=True)
+class SegmentFailure:
+    """A segment of the range that could not be compacted."""
+
+    name: str
+    message: str
+    transient: bool
+
+
+def _compact_range(
+    context: dg.AssetExecutionContext, storage: HarvestStorage
+) -> tuple[list[CompactionReport], list[SegmentFailure]]:
+    reports, failures = [], []
+    for name in context.partition_keys:
+        try:
+            reports.append(_compact(context, storage, name))
+        except SegmentUnreadable as exc:
+            failures.append(SegmentFailure(name, f"cannot compact segment {name}: {exc}", transient=False))
+            context.log.error(failures[-1].message)
+        except OSError as exc:
+            failures.append(SegmentFailure(name, f"transient I/O error compacting segment {name}: {exc}", True))
+            context.log.warning(f"{failures[-1].message} (the run will retry)")
+        except Exception as exc:  # a bug or an input nobody foresaw: it must cost this segment only
+            message = f"cannot compact segment {name}: unexpected {type(exc).__name__}: {exc}"
+            failures.append(SegmentFailure(name, message, transient=False))
+            context.log.exception(message)
+    return reports, failures
 
 
 def _compact(context: dg.AssetExecutionContext, storage: HarvestStorage, name: str) -> CompactionReport:
     paths = storage.paths()
     try:
         sealed = segments.find_sealed_segment(paths.sealed_segments, name)
-        report = compact_segment(sealed, paths, storage.output_fs())
-    except (FileNotFoundError, SegmentUnreadable) as exc:
-        raise dg.Failure(description=f"cannot compact segment {name}: {exc}", allow_retries=False) from exc
-    except OSError as exc:
-        context.log.warning(f"transient I/O error compacting segment {name}: {exc} (the run will retry)")
-        raise
+    except FileNotFoundError as exc:
+        raise SegmentUnreadable(str(exc)) from exc
+    report = compact_segment(sealed, paths, storage.output_fs())
     context.log.info(
         f"segment {name}: {report.lines_read} lines, {sum(report.duplicates.values())} duplicates, "
         f"{report.quarantined} quarantined, {len(report.files)} files in {report.duration_s:.2f} s"
     )
     return report
+
+
+def _materialize_each(
+    context: dg.AssetExecutionContext, reports: list[CompactionReport]
+) -> Iterator[dg.AssetCheckResult]:
+    """Record each compacted segment as its own materialized partition, then the checks over them."""
+    for report in reports:
+        for kind, key in RAW_KIND_KEYS.items():
+            metadata = kind_metadata(kind, [report])
+            context.log_event(dg.AssetMaterialization(asset_key=key, partition=report.segment, metadata=metadata))
+    if reports:
+        yield from _check_results(reports)
+
+
+def _range_failure(failures: list[SegmentFailure]) -> dg.Failure:
+    """One failure naming the failed segments; retryable only when some failure may be transient."""
+    transient = any(failure.transient for failure in failures)
+    listed = "; ".join(failure.message for failure in failures)
+    return dg.Failure(
+        description=f"{len(failures)} segment(s) failed{' (transient I/O: retryable)' if transient else ''}: {listed}",
+        metadata={"failed_segments": dg.MetadataValue.json({f.name: f.message for f in failures})},
+        allow_retries=transient,
+    )
+
+
+def _check_results(reports: list[CompactionReport]) -> Iterator[dg.AssetCheckResult]:
+    yield _reconciliation_result(reports)
+    for check_name, check_key in _GAP_CHECKS.items():
+        yield _continuity_result(check_name, check_key, reports)
 
 
 def kind_metadata(kind: str, reports: list[CompactionReport]) -> dict[str, dg.MetadataValue]:

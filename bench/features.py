@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
 
-from harvest_pipeline.features.consolidation import consolidate  # noqa: E402
-from harvest_pipeline.features.sources import DaySources, read_parquet_sql  # noqa: E402
+from harvest_pipeline.features.sources import DaySources  # noqa: E402
 from harvest_pipeline.features.table import FeatureParams, build_features  # noqa: E402
+from harvest_pipeline.store import read_parquet_sql  # noqa: E402
+from harvest_pipeline.store.consolidation import consolidate  # noqa: E402
 from tests.features.synthetic import write_synthetic_day  # noqa: E402
 
 DAY = dt.date(2026, 3, 2)

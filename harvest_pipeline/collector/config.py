@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from harvest_pipeline.segments import validate_collector_id
+from harvest_pipeline.symbols import SYMBOL_PATTERN
 
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
 MAX_STREAMS_PER_CONNECTION = 200
 
 DEFAULT_ROUTES: dict[str, str] = {

@@ -4,11 +4,11 @@ from harvest_pipeline.compaction.segment import (
     DATA_KINDS,
     CompactionReport,
     Reconciliation,
-    SegmentUnreadable,
     compact_segment,
     quarantine_path,
     reconcile,
 )
+from harvest_pipeline.compaction.sidecar import SegmentUnreadable
 
 __all__ = [
     "DATA_KINDS",

@@ -3,9 +3,12 @@
 Every line is parsed once: ``json_extract_string(raw, [paths])`` pulls all keys any kind needs into one list, by
 exact, case-sensitive JSON path (DuckDB's struct auto-detection folds case and would merge Binance's ``e``/``E``,
 ``a``/``A``...). Each kind is then a projection of that list with exact conversions: integers must be integers,
-prices and quantities must fit ``DECIMAL(18, 8)`` without rounding, levels must be ``[price, qty]`` pairs. A row with
-a field that fails is not written; its line is quarantined with the names of the failing keys. Duplicates (the same
-exchange id on the same stream, e.g. from overlapping connections) keep their first line.
+prices and quantities must fit ``DECIMAL(18, 8)`` without rounding, levels must be ``[price, qty]`` pairs. Every
+column also carries the SQL naming its problem (``rules.py``: ids and times in int64 and not negative, times from
+2017 and at most a day after the receive time, positive prices and quantities, a stream the connection subscribed).
+All problems of a row are collected in one ``problems`` column, set-based; a row with any is not written and its line
+is quarantined with them, so one bad value costs one line, never the segment. Duplicates (the same exchange id on the
+same stream, e.g. from overlapping connections) keep their first line.
 
 Why DuckDB rather than orjson in Python: on the same 1,000,000-line segment DuckDB extracts ~2.5x faster
 (figures in docs/compaction.md, measured by bench/compaction.py).
@@ -19,6 +22,8 @@ import duckdb
 import pyarrow as pa
 
 from harvest_pipeline import schema
+from harvest_pipeline.compaction import rules
+from harvest_pipeline.symbols import SYMBOL_REGEX
 
 _PREFIX_KEYS = ("t", "c", "n", "k", "s")
 _PAYLOAD_KEYS = ("e", "E", "T", "s", "a", "p", "q", "f", "l", "m", "U", "u", "pu", "b", "B", "A")
@@ -53,7 +58,11 @@ def _payload(key: str) -> str:
     return _field(f"$.f.{key}")
 
 
-_MACROS = """
+_SLOTS = ", ".join(_field(path) for path in PLAIN_PATHS)
+
+
+_MACROS = (
+    """
 CREATE OR REPLACE TEMP MACRO exact_int(x) AS
     CASE WHEN NOT contains(x, '.') AND NOT contains(x, 'e') AND NOT contains(x, 'E') THEN TRY_CAST(x AS BIGINT) END;
 CREATE OR REPLACE TEMP MACRO exact_dec(x) AS
@@ -65,27 +74,23 @@ CREATE OR REPLACE TEMP MACRO json_levels(x) AS
         TRY(from_json(x, '[["VARCHAR"]]')),
         lambda l: {'price': TRY_CAST(l[1] AS DECIMAL(18, 8)),
                    'qty': CASE WHEN len(l) = 2 THEN TRY_CAST(l[2] AS DECIMAL(18, 8)) END}) END;
-CREATE OR REPLACE TEMP MACRO levels_ok(levels) AS
-    levels IS NOT NULL AND list_bool_and(list_transform(levels, lambda l: l.price IS NOT NULL AND l.qty IS NOT NULL))
-    IS NOT FALSE;
-CREATE OR REPLACE TEMP MACRO symbol_name(x) AS CASE WHEN regexp_full_match(x, '[A-Z0-9]{1,40}') THEN x END;
 """
+    + f"CREATE OR REPLACE TEMP MACRO symbol_name(x) AS CASE WHEN regexp_full_match(x, '{SYMBOL_REGEX}') THEN x END;\n"
+)
 
 
 @dataclass(frozen=True)
 class Column:
-    """One output column: its SQL expression, the source key a quarantine reason names, and its validity test."""
+    """One output column: its SQL over the slots of ``records`` and the SQL naming its problem (NULL when valid).
+
+    A ``derived`` column is computed from other columns of valid rows only (``latency_ms``: on an implausible
+    time the subtraction could overflow).
+    """
 
     name: str
     sql: str
-    key: str | None
-    valid: str = "{name} IS NOT NULL"
-
-    def invalid_key_sql(self) -> str | None:
-        """SQL yielding the source key when this column's value is invalid, else NULL."""
-        if self.key is None:
-            return None
-        return f"CASE WHEN NOT ({self.valid.format(name=self.name)}) THEN '{self.key}' END"
+    problem: str | None = None
+    derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class KindSpec:
     """SQL condition on a line's record kind and frame that routes it to this kind."""
     columns: tuple[Column, ...]
     symbol_sql: str
+    """SQL of the payload symbol (NULL when malformed); ``symbol_text`` is the JSON text it came from."""
+    symbol_text: str
     time_column: str
     """Event-time column that decides the UTC date partition and the sort order."""
     id_column: str
@@ -104,46 +111,60 @@ class KindSpec:
 
 
 def _provenance() -> tuple[Column, ...]:
+    t = _prefix("t")
+    recv_problem = rules.int_problem_sql("recv_time_ns", t, "t", min_value=rules.MIN_TIME_NS)
     return (
-        Column("recv_time_ns", f"exact_int({_prefix('t')})", "t"),
-        Column("conn_id", _prefix("c"), "c"),
-        Column("segment", "$segment", None),
-        Column("line", "line", None),
+        Column("recv_time_ns", f"exact_int({t})", recv_problem),
+        Column("conn_id", _prefix("c"), rules.present_problem_sql(_prefix("c"), "c")),
+        Column("segment", "$segment"),
+        Column("line", "line"),
     )
 
 
-def _int(name: str, key: str, sql: str | None = None) -> Column:
-    return Column(name, f"exact_int({sql or _payload(key)})", key)
+def _id(name: str, key: str, text: str | None = None) -> Column:
+    text = text or _payload(key)
+    return Column(name, f"exact_int({text})", rules.int_problem_sql(name, text, key))
+
+
+def _time(name: str, key: str) -> Column:
+    text = _payload(key)
+    problem = rules.int_problem_sql(name, text, key, min_value=rules.MIN_TIME_MS, recv_ns="recv_time_ns")
+    return Column(name, f"exact_int({text})", problem)
 
 
 def _dec(name: str, key: str) -> Column:
-    return Column(name, f"exact_dec({_payload(key)})", key)
+    return Column(name, f"exact_dec({_payload(key)})", rules.decimal_problem_sql(name, _payload(key), key))
 
 
-def _levels(name: str, sql: str, key: str) -> Column:
-    return Column(name, f"json_levels({sql})", key, valid="levels_ok({name})")
+def _levels(name: str, text: str, key: str, *, zero_qty: bool) -> Column:
+    return Column(name, f"json_levels({text})", rules.levels_problem_sql(name, text, key, zero_qty=zero_qty))
 
 
-_LATENCY = Column("latency_ms", f"exact_int({_prefix('t')}) // 1000000 - exact_int({_payload('E')})", None)
+_LATENCY = Column("latency_ms", "recv_time_ns // 1000000 - event_time_ms", derived=True)
 _IS_FRAME = f"{_prefix('k')} = 'frame' AND {_payload('e')} = "
+_PAYLOAD_SYMBOL = {"symbol_sql": f"symbol_name({_payload('s')})", "symbol_text": _payload("s")}
 
 KINDS: tuple[KindSpec, ...] = (
     KindSpec(
         kind="prices",
         route=_IS_FRAME + "'aggTrade'",
         columns=(
-            _int("event_time_ms", "E"),
-            _int("trade_time_ms", "T"),
-            _int("agg_trade_id", "a"),
-            _int("first_trade_id", "f"),
-            _int("last_trade_id", "l"),
+            _time("event_time_ms", "E"),
+            _time("trade_time_ms", "T"),
+            _id("agg_trade_id", "a"),
+            _id("first_trade_id", "f"),
+            _id("last_trade_id", "l"),
             _dec("price", "p"),
             _dec("qty", "q"),
-            Column("is_buyer_maker", f"json_bool({_payload('m')})", "m"),
+            Column(
+                "is_buyer_maker",
+                f"json_bool({_payload('m')})",
+                rules.bool_problem_sql("is_buyer_maker", _payload("m"), "m"),
+            ),
             _LATENCY,
             *_provenance(),
         ),
-        symbol_sql=f"symbol_name({_payload('s')})",
+        **_PAYLOAD_SYMBOL,
         time_column="trade_time_ms",
         id_column="agg_trade_id",
     ),
@@ -151,17 +172,17 @@ KINDS: tuple[KindSpec, ...] = (
         kind="orderbook",
         route=_IS_FRAME + "'depthUpdate'",
         columns=(
-            _int("event_time_ms", "E"),
-            _int("transaction_time_ms", "T"),
-            _int("first_update_id", "U"),
-            _int("final_update_id", "u"),
-            _int("prev_final_update_id", "pu"),
-            _levels("bids", _payload("b"), "b"),
-            _levels("asks", _payload("a"), "a"),
+            _time("event_time_ms", "E"),
+            _time("transaction_time_ms", "T"),
+            _id("first_update_id", "U"),
+            _id("final_update_id", "u"),
+            _id("prev_final_update_id", "pu"),
+            _levels("bids", _payload("b"), "b", zero_qty=True),
+            _levels("asks", _payload("a"), "a", zero_qty=True),
             _LATENCY,
             *_provenance(),
         ),
-        symbol_sql=f"symbol_name({_payload('s')})",
+        **_PAYLOAD_SYMBOL,
         time_column="event_time_ms",
         id_column="final_update_id",
     ),
@@ -169,9 +190,9 @@ KINDS: tuple[KindSpec, ...] = (
         kind="bookticker",
         route=_IS_FRAME + "'bookTicker'",
         columns=(
-            _int("event_time_ms", "E"),
-            _int("transaction_time_ms", "T"),
-            _int("update_id", "u"),
+            _time("event_time_ms", "E"),
+            _time("transaction_time_ms", "T"),
+            _id("update_id", "u"),
             _dec("bid_price", "b"),
             _dec("bid_qty", "B"),
             _dec("ask_price", "a"),
@@ -179,7 +200,7 @@ KINDS: tuple[KindSpec, ...] = (
             _LATENCY,
             *_provenance(),
         ),
-        symbol_sql=f"symbol_name({_payload('s')})",
+        **_PAYLOAD_SYMBOL,
         time_column="event_time_ms",
         id_column="update_id",
     ),
@@ -187,14 +208,15 @@ KINDS: tuple[KindSpec, ...] = (
         kind="depth_snapshot",
         route=f"{_prefix('k')} = 'snapshot'",
         columns=(
-            _int("event_time_ms", "E"),
-            _int("transaction_time_ms", "T"),
-            _int("last_update_id", "lastUpdateId", _field("$.f.lastUpdateId")),
-            _levels("bids", _field("$.f.bids"), "bids"),
-            _levels("asks", _field("$.f.asks"), "asks"),
+            _time("event_time_ms", "E"),
+            _time("transaction_time_ms", "T"),
+            _id("last_update_id", "lastUpdateId", _field("$.f.lastUpdateId")),
+            _levels("bids", _field("$.f.bids"), "bids", zero_qty=False),
+            _levels("asks", _field("$.f.asks"), "asks", zero_qty=False),
             *_provenance(),
         ),
         symbol_sql=f"symbol_name({_field('$.symbol')})",
+        symbol_text=_field("$.symbol"),
         time_column="event_time_ms",
         id_column="last_update_id",
     ),
@@ -203,6 +225,9 @@ KIND_BY_NAME = {spec.kind: spec for spec in KINDS}
 
 for _spec in KINDS:
     assert [column.name for column in _spec.columns] == schema.RAW_KINDS[_spec.kind].names, _spec.kind
+
+_RECORD_CHECKS = (rules.int_problem_sql(f"exact_int({_prefix('n')})", _prefix("n"), "n"),)
+"""Problems of the record prefix that no output column carries (the sequence number ``n``)."""
 
 
 @dataclass
@@ -238,12 +263,11 @@ def extract_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table, segment: str)
     combined = ", ".join(f"'{path}'" for path in COMBINED_PATHS)
     plain = ", ".join(f"'{path}'" for path in PLAIN_PATHS)
     routes = " ".join(f"WHEN {spec.route} THEN '{spec.kind}'" for spec in KINDS)
-    slots = ", ".join(_field(path) for path in PLAIN_PATHS)
     slot_columns = ", ".join(f"v[{slot}] AS {_field(path)}" for slot, path in enumerate(PLAIN_PATHS, start=1))
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE records AS
-        SELECT line, {slots}, CASE WHEN v IS NULL THEN NULL {routes} END AS route
+        SELECT line, {_SLOTS}, CASE WHEN v IS NULL THEN NULL {routes} END AS route
         FROM (
             SELECT *, {slot_columns}
             FROM (
@@ -254,8 +278,9 @@ def extract_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table, segment: str)
         )
         """
     )
+    subscriptions = _subscriptions(con)
     con.unregister("segment_lines")
-    kinds = {spec.kind: _extract_kind(con, spec, segment) for spec in KINDS}
+    kinds = {spec.kind: _extract_kind(con, spec, segment, subscriptions) for spec in KINDS}
     leftover = con.sql(
         f"""
         SELECT line, {_prefix("k")} AS record_kind, {_payload("e")} AS event
@@ -265,30 +290,57 @@ def extract_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table, segment: str)
     return Extraction(kinds, leftover)
 
 
-def _extract_kind(con: duckdb.DuckDBPyConnection, spec: KindSpec, segment: str) -> KindRows:
-    columns = ",\n".join(f"{column.sql} AS {column.name}" for column in spec.columns)
-    invalid = ", ".join(sql for column in spec.columns if (sql := column.invalid_key_sql()))
+def _subscriptions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Connection id -> the streams its ``connect`` records in this segment list (connections without one, or
+    whose records list no streams, are absent: their frames cannot be judged here)."""
+    found: dict[str, set[str]] = {}
+    rows = con.sql(
+        f"""
+        SELECT r.{_prefix("c")}, TRY(from_json(json_extract(l.raw, '$.streams'), '["VARCHAR"]'))
+        FROM records r JOIN segment_lines l USING (line)
+        WHERE r.{_prefix("k")} = 'connect' AND r.{_prefix("c")} IS NOT NULL
+        """
+    ).fetchall()
+    for conn_id, streams in rows:
+        if streams is not None:
+            found.setdefault(conn_id, set()).update(stream for stream in streams if stream is not None)
+    return found
+
+
+def _extract_kind(
+    con: duckdb.DuckDBPyConnection, spec: KindSpec, segment: str, subscriptions: dict[str, set[str]]
+) -> KindRows:
+    values = ", ".join(f"{column.sql} AS {column.name}" for column in spec.columns if not column.derived)
+    stored = ", ".join(column.name for column in spec.columns if not column.derived)
+    problems = ", ".join(
+        [
+            *(column.problem for column in spec.columns if column.problem),
+            *_RECORD_CHECKS,
+            rules.present_problem_sql("stream", "s (stream)"),
+            rules.symbol_problem_sql("symbol", spec.symbol_text, "stream"),
+            rules.unsubscribed_problem_sql(_prefix("c"), "stream", subscriptions),
+        ]
+    )
     checked = f"checked_{spec.kind}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {checked} AS
-        SELECT *, concat_ws(', ', {invalid}, CASE WHEN symbol IS NULL THEN 's (symbol)' END,
-                            CASE WHEN stream IS NULL THEN 's (stream)' END) AS bad_keys
+        SELECT {stored}, symbol, stream, concat_ws('; ', {problems}) AS problems
         FROM (
-            SELECT {columns}, {spec.symbol_sql} AS symbol, {_prefix("s")} AS stream
+            SELECT {_SLOTS}, {values}, {spec.symbol_sql} AS symbol, {_prefix("s")} AS stream
             FROM records WHERE route = '{spec.kind}'
         )
         """,
         {"segment": segment},
     )
-    [(valid,)] = con.sql(f"SELECT count(*) FROM {checked} WHERE bad_keys = ''").fetchall()
-    bad = con.sql(f"SELECT line, bad_keys FROM {checked} WHERE bad_keys <> '' ORDER BY line").fetchall()
-    quarantined = [(line, _bad_field_reason(spec, keys)) for line, keys in bad]
-    names = ", ".join(schema.RAW_KINDS[spec.kind].names)
+    [(valid,)] = con.sql(f"SELECT count(*) FROM {checked} WHERE problems = ''").fetchall()
+    bad = con.sql(f"SELECT line, problems FROM {checked} WHERE problems <> '' ORDER BY line").fetchall()
+    quarantined = [(line, f"{spec.kind}: {problems}") for line, problems in bad]
+    names = ", ".join(f"{column.sql} AS {column.name}" if column.derived else column.name for column in spec.columns)
     rows = con.sql(
         f"""
         SELECT {names}, strftime(CAST(epoch_ms({spec.time_column}) AS DATE), '%Y-%m-%d') AS date, symbol, stream
-        FROM {checked} WHERE bad_keys = ''
+        FROM {checked} WHERE problems = ''
         QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY line) = 1
         """
     ).to_arrow_table()
@@ -297,9 +349,3 @@ def _extract_kind(con: duckdb.DuckDBPyConnection, spec: KindSpec, segment: str) 
     con.execute(f"DROP TABLE {checked}")
     con.register(f"out_{spec.kind}", rows)
     return KindRows(rows, valid - rows.num_rows, quarantined)
-
-
-def _bad_field_reason(spec: KindSpec, keys: str) -> str:
-    return (
-        f"{spec.kind}: missing or invalid {keys} (integers must be integers, decimals must fit DECIMAL(18, 8) exactly)"
-    )

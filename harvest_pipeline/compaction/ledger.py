@@ -7,7 +7,7 @@ quarantine entry (segment, line number, reason, the line itself) plus one ``even
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +16,10 @@ import orjson
 import pyarrow as pa
 
 from harvest_pipeline import schema, segments
+from harvest_pipeline.compaction import rules
+from harvest_pipeline.symbols import SYMBOL_PATTERN
 
 QUARANTINE_EVENT = "quarantine"
-_SYMBOL = re.compile(r"[A-Z0-9]{1,40}")
 _EVENT_FIELDS = {
     "from_id": ("from_id", "expected"),
     "to_id": ("to_id", "got"),
@@ -28,6 +29,8 @@ _EVENT_FIELDS = {
 }
 """events column -> control record keys that fill it, first present wins. The collector's ``gap`` records carry
 ``expected``/``got``/``missing``; its ``write_loss`` records carry ``lines`` and a receive-time range in ns."""
+_EVENT_KEYS = (*dict.fromkeys(key for keys in _EVENT_FIELDS.values() for key in keys), "first_recv_ns", "last_recv_ns")
+"""Control record keys that fill int64 columns (a value outside int64 sends the record to the quarantine)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Ledger:
 def symbol_of(stream: str | None, declared: Any = None) -> str:
     """The symbol folder of an event: the record's ``symbol``, else the stream's prefix, else ``ALL``."""
     for candidate in (declared, stream.split("@", 1)[0].upper() if stream else None):
-        if isinstance(candidate, str) and _SYMBOL.fullmatch(candidate):
+        if isinstance(candidate, str) and SYMBOL_PATTERN.match(candidate):
             return candidate
     return schema.ALL_SYMBOLS
 
@@ -69,8 +72,9 @@ def build_ledger(
 ) -> Ledger:
     """Turn leftover lines (``line, record_kind, event``) and lines set aside by a kind (``line, reason``) into events.
 
-    ``raw_of(line)`` returns the line's text; ``fallback_recv_ns`` stands in for the
-    receive time of a line too broken to carry one (the segment's open time).
+    ``raw_of(line)`` returns the line's text; ``fallback_recv_ns`` stands in for the receive time of a line too
+    broken to carry a plausible one (the segment's open time). A record with an implausible prefix (``t``, ``n``)
+    or an event column outside int64 is quarantined, never turned into a row (rules.py).
     """
     ledger = Ledger([], [])
     for line, record_kind, event in leftover:
@@ -84,7 +88,10 @@ def build_ledger(
         except ValueError as exc:
             _quarantine(ledger, segment, fallback_recv_ns, line, encoded, str(exc))
             continue
-        if record["k"] in segments.CONTROL_KINDS:
+        problem = _record_problem(record)
+        if problem is not None:
+            _quarantine(ledger, segment, fallback_recv_ns, line, encoded, f"{record['k']} record: {problem}")
+        elif record["k"] in segments.CONTROL_KINDS:
             ledger.events.append(_control_event(segment, line, raw, record))
         elif record["k"] == segments.KIND_BAD_FRAME:
             reason = f"collector bad_frame: {record.get('reason', 'no reason given')}"
@@ -98,6 +105,17 @@ def build_ledger(
     return ledger
 
 
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """Why a decoded record cannot become a row (an implausible prefix or an event column outside int64), else None."""
+    problems = [
+        rules.int_problem("t", record["t"], min_value=rules.MIN_TIME_NS),
+        rules.int_problem("n", record["n"]),
+        *(rules.int64_problem(key, record.get(key)) for key in _EVENT_KEYS),
+    ]
+    found = [problem for problem in problems if problem is not None]
+    return "; ".join(found) if found else None
+
+
 def _control_event(segment: str, line: int, raw: str, record: dict[str, Any]) -> dict[str, Any]:
     stream = record.get("s") if isinstance(record.get("s"), str) else None
     reason = record.get("reason")
@@ -105,7 +123,7 @@ def _control_event(segment: str, line: int, raw: str, record: dict[str, Any]) ->
         "event_time_ms": record["t"] // 1_000_000,
         "event": record["k"],
         "stream": stream,
-        "reason": reason if isinstance(reason, str) or reason is None else orjson.dumps(reason).decode(),
+        "reason": reason if isinstance(reason, str) or reason is None else _json_text(reason),
         "detail": raw,
         "recv_time_ns": record["t"],
         "conn_id": record["c"],
@@ -121,6 +139,14 @@ def _control_event(segment: str, line: int, raw: str, record: dict[str, Any]) ->
     return row
 
 
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text; integers beyond 64 bits (which orjson refuses) through the standard library."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, default=repr)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -129,7 +155,7 @@ def _quarantine(ledger: Ledger, segment: str, fallback_recv_ns: int, line: int, 
     prefix = segments.bad_line(line, raw, reason)
     text = raw.decode("utf-8", "replace")
     ledger.quarantine.append(QuarantineEntry(line, reason, text))
-    recv_ns = prefix.recv_ns if prefix.recv_ns is not None else fallback_recv_ns
+    recv_ns = prefix.recv_ns if rules.plausible_recv_ns(prefix.recv_ns) else fallback_recv_ns
     ledger.events.append(
         {
             "event_time_ms": recv_ns // 1_000_000,

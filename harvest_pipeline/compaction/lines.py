@@ -27,7 +27,11 @@ class SegmentLines(NamedTuple):
 
 def read_segment_lines(path: Path) -> SegmentLines:
     """All lines of ``path`` (the final newline does not start an extra line)."""
-    data = path.read_bytes()
+    return split_segment_lines(path.read_bytes())
+
+
+def split_segment_lines(data: bytes) -> SegmentLines:
+    """All lines of a segment's bytes (the final newline does not start an extra line)."""
     if not data:
         return SegmentLines(_table([], []), {})
     try:

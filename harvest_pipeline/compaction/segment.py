@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import Counter
@@ -10,22 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow.parquet as pq
 
 from harvest_pipeline import schema, segments
-from harvest_pipeline.compaction import extract
+from harvest_pipeline.compaction import extract, sidecar
 from harvest_pipeline.compaction.continuity import Gap, find_gaps
 from harvest_pipeline.compaction.ledger import Ledger, build_ledger, events_table, quarantine_file_bytes
-from harvest_pipeline.compaction.lines import read_segment_lines
-from harvest_pipeline.compaction.writer import WrittenFile, write_partitioned
+from harvest_pipeline.compaction.lines import SegmentLines, split_segment_lines
+from harvest_pipeline.compaction.writer import WrittenFile, stage_partitioned
 from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.store import Publication
 
 DATA_KINDS = tuple(spec.kind for spec in extract.KINDS)
-
-
-class SegmentUnreadable(Exception):
-    """A permanent failure: the segment or its sidecar is missing or unusable; retrying cannot help."""
 
 
 @dataclass
@@ -63,39 +60,22 @@ def compact_segment(
 ) -> CompactionReport:
     """Compact ``sealed`` into Parquet under ``paths.parquet``; quarantined lines go under ``paths.quarantine``.
 
-    Raises ``SegmentUnreadable`` for permanent problems (missing files, corrupt sidecar); other ``OSError`` s are
+    A problem of one line never fails the segment: the line is quarantined with its reason. Raises
+    ``SegmentUnreadable`` for permanent whole-segment problems (a missing or unreadable file, a corrupt sidecar, bytes
+    that disagree with the sidecar's size, line count or sha256), before anything is written. Other ``OSError`` s are
     transient and safe to retry: every output is replaced atomically and named after the segment.
     """
     started = time.perf_counter()
-    meta = _load_meta(sealed)
-    try:
-        lines = read_segment_lines(sealed.path)
-    except FileNotFoundError as exc:
-        raise SegmentUnreadable(f"segment {sealed.name}: data file vanished ({exc})") from exc
-    con = extract.connect()
-    try:
-        extraction = extract.extract_kinds(con, lines.table, sealed.name)
-        raw = lines.table.column("raw")
-        invalid = lines.invalid_utf8
-        leftover = [
-            row
-            for row in zip(
-                *(extraction.leftover.column(c).to_pylist() for c in ("line", "record_kind", "event")), strict=True
-            )
-            if row[0] not in invalid
-        ]
-        set_aside = [(line, reason) for line, (reason, _) in invalid.items()]
-        set_aside += [entry for rows in extraction.kinds.values() for entry in rows.quarantined]
-
-        def raw_of(line: int) -> str:
-            return invalid[line][1] if line in invalid else raw[line - 1].as_py()
-
-        ledger = build_ledger(sealed.name, meta.opened_at_ns, leftover, set_aside, raw_of)
-        gaps = find_gaps(con, ledger.events)
-    finally:
-        con.close()
-    files = _write_all(extraction, ledger, sealed.name, paths.parquet, fs)
-    quarantine_file = _write_quarantine(ledger, sealed.name, paths.quarantine, fs)
+    meta = sidecar.load_meta(sealed)
+    data = sidecar.read_data(sealed)
+    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: the digest overlaps extraction
+        digest = hasher.submit(lambda: hashlib.sha256(data).hexdigest())
+        lines = split_segment_lines(data)
+        try:
+            extraction, ledger, gaps = _extract(lines, sealed.name, meta.opened_at_ns)
+        finally:  # checked even when extraction raised: corrupt bytes are the better explanation
+            sidecar.verify(sealed, meta, len(data), lines.table.num_rows, digest.result())
+    files, quarantine_file = _write_all(extraction, ledger, sealed.name, paths, fs)
     return CompactionReport(
         segment=sealed.name,
         lines_read=lines.table.num_rows,
@@ -111,27 +91,56 @@ def compact_segment(
     )
 
 
-def _load_meta(sealed: segments.SealedSegment) -> segments.SegmentMeta:
+def _extract(lines: SegmentLines, segment: str, opened_at_ns: int) -> tuple[extract.Extraction, Ledger, list[Gap]]:
+    """Rows of every kind, the ledger of control and quarantined lines, and the id breaks of one segment."""
+    con = extract.connect()
     try:
-        return sealed.load_meta()
-    except FileNotFoundError as exc:
-        raise SegmentUnreadable(f"segment {sealed.name}: sidecar {sealed.meta_path} is missing") from exc
-    except (orjson.JSONDecodeError, TypeError) as exc:
-        raise SegmentUnreadable(f"segment {sealed.name}: sidecar {sealed.meta_path} is corrupt ({exc})") from exc
+        extraction = extract.extract_kinds(con, lines.table, segment)
+        raw = lines.table.column("raw")
+        invalid = lines.invalid_utf8
+        leftover = [
+            row
+            for row in zip(
+                *(extraction.leftover.column(c).to_pylist() for c in ("line", "record_kind", "event")), strict=True
+            )
+            if row[0] not in invalid
+        ]
+        set_aside = [(line, reason) for line, (reason, _) in invalid.items()]
+        set_aside += [entry for rows in extraction.kinds.values() for entry in rows.quarantined]
+
+        def raw_of(line: int) -> str:
+            return invalid[line][1] if line in invalid else raw[line - 1].as_py()
+
+        ledger = build_ledger(segment, opened_at_ns, leftover, set_aside, raw_of)
+        return extraction, ledger, find_gaps(con, ledger.events)
+    finally:
+        con.close()
 
 
 def _write_all(
-    extraction: extract.Extraction, ledger: Ledger, segment: str, parquet_root: Path, fs: segments.FileSystem
-) -> list[WrittenFile]:
-    """Write every kind; kinds are encoded in parallel threads (Parquet encoding releases the GIL)."""
+    extraction: extract.Extraction,
+    ledger: Ledger,
+    segment: str,
+    paths: DataPaths,
+    fs: segments.FileSystem,
+) -> tuple[list[WrittenFile], Path | None]:
+    """Stage every kind (encoded in parallel threads: Parquet encoding releases the GIL), write the quarantine file,
+    then publish the kinds together: a failure before that point leaves none of this segment's new files visible."""
     jobs = [
         (rows.table, kind, schema.RAW_KINDS[kind], extract.KIND_BY_NAME[kind].time_column)
         for kind, rows in extraction.kinds.items()
     ]
     jobs.append((events_table(ledger), "events", schema.EVENTS, "event_time_ms"))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        batches = pool.map(lambda job: write_partitioned(*job, segment, parquet_root, fs), jobs)
-        return [written for batch in batches for written in batch]
+    publication = Publication(fs)
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            batches = pool.map(lambda job: stage_partitioned(*job, segment, paths.parquet, publication), jobs)
+            files = [written for batch in batches for written in batch]
+        quarantine_file = _write_quarantine(ledger, segment, paths.quarantine, fs)
+        publication.publish()
+    finally:
+        publication.discard()
+    return files, quarantine_file
 
 
 def _write_quarantine(ledger: Ledger, segment: str, quarantine_root: Path, fs: segments.FileSystem) -> Path | None:

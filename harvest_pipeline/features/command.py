@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from harvest_pipeline.collector.config import SYMBOL_PATTERN
 from harvest_pipeline.features.quality import empty_minute_rate
 from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
 from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.symbols import SYMBOL_PATTERN
 
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

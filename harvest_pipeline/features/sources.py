@@ -16,20 +16,9 @@ import duckdb
 import pyarrow as pa
 
 from harvest_pipeline.schema import ALL_SYMBOLS, BOOKTICKER, EVENTS, PRICES
+from harvest_pipeline.store import kind_dir, read_parquet_sql, visible_files
 
 MS_PER_DAY = 86_400_000
-
-
-def kind_dir(parquet_root: Path, day: dt.date, symbol: str, kind: str) -> Path:
-    """The hive directory of one date x symbol x kind: ``date=YYYY-MM-DD/symbol=SYM/kind=KIND``."""
-    return parquet_root / f"date={day.isoformat()}" / f"symbol={symbol}" / f"kind={kind}"
-
-
-def visible_files(directory: Path) -> list[Path]:
-    """The Parquet files a reader sees in one kind directory, in name order (hidden and temp files excluded)."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
 
 
 def day_start_ms(day: dt.date) -> int:
@@ -83,12 +72,6 @@ def register_parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list
     else:
         con.register(f"{view}_empty", schema.empty_table())
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
-
-
-def read_parquet_sql(files: list[Path]) -> str:
-    """A ``read_parquet([...])`` table expression over exactly these files (hive columns off: they live in the path)."""
-    listing = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
-    return f"read_parquet([{listing}], hive_partitioning = false)"
 
 
 FEATURE_INPUT_KINDS = ("prices", "bookticker", "events")

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harvest_pipeline.features import math as fm
-from harvest_pipeline.features.sources import DaySources, day_start_ms, kind_dir
+from harvest_pipeline.features.sources import DaySources, day_start_ms
 from harvest_pipeline.features.sql import day_gap_windows, day_latency, per_second_columns
 from harvest_pipeline.schema import FEATURES_1S
+from harvest_pipeline.store import kind_dir
 
 FEATURES_KIND = "features_1s"
 FEATURES_FILE = "features.parquet"

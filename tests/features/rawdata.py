@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harvest_pipeline.features.sources import day_start_ms, kind_dir
+from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.schema import BOOKTICKER, EVENTS, PRICES
+from harvest_pipeline.store import kind_dir
 
 DAY = dt.date(2026, 1, 5)
 SYMBOL = "BTCUSDT"

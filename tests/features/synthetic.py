@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harvest_pipeline.features.sources import day_start_ms, kind_dir
+from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.schema import BOOKTICKER, PRICES
+from harvest_pipeline.store import kind_dir
 
 SCALE = 10**8  # DECIMAL(18, 8)
 

@@ -9,9 +9,9 @@ import threading
 import duckdb
 import pyarrow.parquet as pq
 
-from harvest_pipeline.features.consolidation import consolidate, recover_interrupted
-from harvest_pipeline.features.sources import kind_dir, read_parquet_sql, visible_files
 from harvest_pipeline.schema import PRICES
+from harvest_pipeline.store import kind_dir, read_parquet_sql, visible_files
+from harvest_pipeline.store.consolidation import consolidate, recover_interrupted
 from tests.features.rawdata import DAY, SYMBOL, T0, write_trades
 
 
@@ -47,7 +47,7 @@ def test_consolidating_twice_is_a_no_op_and_late_parts_are_merged_next_time(tmp_
     assert again == first
     write_trades(tmp_path, [trade(2, 2_000), trade(3, 3_000)], part="part-late")
     merged = consolidate(tmp_path, DAY, SYMBOL, "prices")
-    assert merged.sources == [first.day_file, "part-late.parquet"]
+    assert merged.sources == ["part-a.parquet", "part-late.parquet"], "every part ever merged, carried forward"
     assert (merged.rows_in, merged.rows_out) == (4, 3)
     assert sorted(glob_rows(tmp_path)) == [(1, T0 + 1000), (2, T0 + 2000), (3, T0 + 3000)]
 

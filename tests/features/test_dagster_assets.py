@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 from assets.consolidation import daily_consolidation
 from assets.features import features_1s
 from assets.resources import HarvestStorage
-from harvest_pipeline.features.sources import day_start_ms, kind_dir
+from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.features.table import features_path
+from harvest_pipeline.store import kind_dir
 from tests.features.rawdata import DAY, SYMBOL, T0, write_events
 from tests.features.reference import reference_features
 from tests.features.synthetic import write_synthetic_day

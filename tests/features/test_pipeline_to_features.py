@@ -16,11 +16,12 @@ from assets.consolidation import daily_consolidation
 from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.compaction import compact_segment, reconcile
-from harvest_pipeline.features.sources import day_start_ms, kind_dir
+from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.features.table import features_path
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.schema import ALL_SYMBOLS
 from harvest_pipeline.segments import list_sealed_segments
+from harvest_pipeline.store import kind_dir
 from tests.collector.harness import collect_in_process
 from tests.features.reference import reference_features
 from tests.features.test_dagster_assets import assert_matches_reference

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from harvest_pipeline.features.quality import empty_minute_rate
-from harvest_pipeline.features.sources import kind_dir
 from harvest_pipeline.features.table import FeatureParams, build_features
+from harvest_pipeline.store import kind_dir
 from tests.features.rawdata import DAY, SYMBOL, T0, write_events, write_ticks, write_trades
 from tests.features.reference import reference_features
 from tests.features.synthetic import write_synthetic_day

@@ -1,4 +1,6 @@
-"""Daily consolidation: merge one date x symbol x kind's per-segment parts into one sorted, deduplicated day file.
+"""Daily consolidation: merge one date x symbol x kind's per-segment parts into one sorted, deduplicated day file,
+and the placement of newly compacted parts (next to the day file, or merged into it when it already holds their
+segment).
 
 Layout and what readers see
     ``kind=KIND/`` holds either the per-segment ``part-<segment>.parquet`` files written by compaction, or one
@@ -16,34 +18,42 @@ The atomic step
     consolidation of the same kind resolves: files named in the visible manifest are already merged, anything else is
     moved back into view. A reader that listed the directory before the swap and opens a file after it gets
     "file not found" and must simply retry.
+
+Exactly once, in any order
+    A day file's manifest names every part it ever merged (carried forward by later merges). A part compacted again
+    for a segment the day file already holds is merged into a new day file (the segment's old rows replaced by the
+    new ones) instead of being placed beside it. Compaction's placement and consolidation hold the partition's lock
+    (``flock`` on a hidden sibling file), so they never interleave on one directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
 
-from harvest_pipeline.features.sources import kind_dir, read_parquet_sql, visible_files
+from harvest_pipeline.segments import LOCAL_FS, FileSystem
+from harvest_pipeline.store.identity import DEDUP_KEYS
+from harvest_pipeline.store.layout import (
+    DAY_FILE_PREFIX,
+    PART_PREFIX,
+    kind_dir,
+    read_parquet_sql,
+    sql_literal,
+    visible_files,
+)
 
-DEDUP_KEYS: dict[str, tuple[str, ...]] = {
-    "prices": ("agg_trade_id",),
-    "orderbook": ("final_update_id",),
-    "bookticker": ("update_id",),
-    "depth_snapshot": ("last_update_id",),
-    "events": ("segment", "line"),
-}
-"""The identity of a row per kind: exchange ids for market data, provenance (segment, line) for ledger records."""
-
-DAY_FILE_PREFIX = "day-"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -69,16 +79,45 @@ class ConsolidationResult:
 def consolidate(parquet_root: Path, day: dt.date, symbol: str, kind: str) -> ConsolidationResult:
     """Merge the visible files of one date x symbol x kind into one day file; a no-op when already consolidated."""
     directory = kind_dir(parquet_root, day, symbol, kind)
+    with partition_lock(directory):
+        return _consolidate(directory, kind, None)
+
+
+def place_part(staged: Path, target: Path, fs: FileSystem = LOCAL_FS) -> None:
+    """Make the staged part ``staged`` visible as ``target``: renamed into place, or, when the visible day file
+    already merged a part of that name, merged into a new day file that replaces that segment's rows."""
+    directory = target.parent
+    with partition_lock(directory):
+        recover_interrupted(directory)
+        if target.name in _merged_names(visible_files(directory)):
+            _consolidate(directory, directory.name.removeprefix("kind="), (target.name, staged))
+        else:
+            fs.replace(staged, target)
+
+
+@contextlib.contextmanager
+def partition_lock(directory: Path) -> Iterator[None]:
+    """Hold the lock of one kind directory (a hidden sibling file, so it survives the directory exchange)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory.parent / f".lock.{directory.name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _consolidate(directory: Path, kind: str, replacing: tuple[str, Path] | None) -> ConsolidationResult:
     recover_interrupted(directory)
     snapshot = visible_files(directory)
-    if not snapshot:
+    if not snapshot and replacing is None:
         return ConsolidationResult(kind, 0, 0, 0, 0, [], None)
-    if len(snapshot) == 1 and snapshot[0].name.startswith(DAY_FILE_PREFIX):
+    if replacing is None and len(snapshot) == 1 and snapshot[0].name.startswith(DAY_FILE_PREFIX):
         return _read_manifest(snapshot[0])
     staging = directory.with_name(f".{directory.name}.staging-{uuid.uuid4().hex}")
     staging.mkdir()
     try:
-        result = _write_day_file(snapshot, staging, kind)
+        result = _write_day_file(snapshot, staging, kind, replacing)
         _exchange(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -86,6 +125,15 @@ def consolidate(parquet_root: Path, day: dt.date, symbol: str, kind: str) -> Con
     _move_late_parts(staging, directory, set(result.sources))
     shutil.rmtree(staging)
     return result
+
+
+def _merged_names(files: list[Path]) -> set[str]:
+    """Names of every part the day files among ``files`` merged (from their manifests)."""
+    merged: set[str] = set()
+    for path in files:
+        if path.name.startswith(DAY_FILE_PREFIX):
+            merged.update(_read_manifest(path).sources)
+    return merged
 
 
 def recover_interrupted(directory: Path) -> None:
@@ -100,21 +148,37 @@ def recover_interrupted(directory: Path) -> None:
         shutil.rmtree(leftover)
 
 
-def _write_day_file(snapshot: list[Path], staging: Path, kind: str) -> ConsolidationResult:
-    """Deduplicate and sort the snapshot into ``staging/day-<version>.parquet`` plus its manifest; fsync both."""
+def _write_day_file(
+    snapshot: list[Path], staging: Path, kind: str, replacing: tuple[str, Path] | None
+) -> ConsolidationResult:
+    """Deduplicate and sort the snapshot (with ``replacing``'s part instead of that segment's old rows) into
+    ``staging/day-<version>.parquet`` plus its manifest; fsync both."""
     keys = ", ".join(DEDUP_KEYS[kind])
-    version = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in snapshot).encode()).hexdigest()[:16]
+    inputs = snapshot + ([replacing[1]] if replacing else [])
+    version = hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in inputs).encode()).hexdigest()[:16]
     day_file = staging / f"{DAY_FILE_PREFIX}{version}.parquet"
+    sources = sorted(_merged_names(snapshot) | {p.name for p in snapshot if p.name.startswith(PART_PREFIX)})
+    if replacing is not None:
+        sources = sorted({*sources, replacing[0]})
     con = duckdb.connect()
     try:
-        con.execute(f"CREATE VIEW snapshot AS SELECT * FROM {read_parquet_sql(snapshot)}")
+        if snapshot:
+            con.execute(f"CREATE VIEW visible AS SELECT * FROM {read_parquet_sql(snapshot)}")
+        if replacing is None:
+            con.execute("CREATE VIEW snapshot AS SELECT * FROM visible")
+        else:
+            segment = replacing[0].removeprefix(PART_PREFIX).removesuffix(".parquet")
+            old_rows = (
+                f"SELECT * FROM visible WHERE segment <> {sql_literal(segment)} UNION ALL BY NAME " if snapshot else ""
+            )
+            con.execute(f"CREATE VIEW snapshot AS {old_rows}SELECT * FROM {read_parquet_sql([replacing[1]])}")
         rows_in = con.execute("SELECT count(*) FROM snapshot").fetchone()[0]
         con.execute(
             f"""COPY (
                 SELECT * FROM snapshot
                 QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY recv_time_ns, segment, line) = 1
                 ORDER BY event_time_ms, {keys}
-            ) TO '{day_file}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"""
+            ) TO {sql_literal(day_file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"""
         )
         rows_out, distinct = con.execute(
             f"SELECT count(*), count(DISTINCT ({keys})) FROM {read_parquet_sql([day_file])}"
@@ -127,7 +191,7 @@ def _write_day_file(snapshot: list[Path], staging: Path, kind: str) -> Consolida
         rows_out=rows_out,
         duplicates_removed=rows_in - rows_out,
         duplicates_after=rows_out - distinct,
-        sources=[p.name for p in snapshot],
+        sources=sources,
         day_file=day_file.name,
     )
     day_file.with_suffix(".json").write_text(json.dumps(asdict(result), indent=1))
