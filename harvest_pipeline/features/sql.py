@@ -14,8 +14,6 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-SECONDS_PER_DAY = 86_400
-
 TRADES = """
 trades AS (
     SELECT agg_trade_id, price, qty, is_buyer_maker, latency_ms, recv_time_ns,

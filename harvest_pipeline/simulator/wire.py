@@ -38,12 +38,6 @@ def route_of(stream: str) -> str:
     return MARKET if kind.startswith(_MARKET_STREAM_PREFIXES) else PUBLIC
 
 
-def split_stream(stream: str) -> tuple[str, str]:
-    """``("BTCUSDT", "aggTrade")`` for ``"btcusdt@aggTrade"``."""
-    symbol, _, kind = stream.partition("@")
-    return symbol.upper(), kind
-
-
 def combined_prefix(stream: str) -> bytes:
     """The bytes before the payload in a combined-stream frame (the payload and ``b"}"`` follow)."""
     return b'{"stream":"%b","data":' % stream.encode()
