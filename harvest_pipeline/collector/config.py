@@ -102,7 +102,7 @@ def env_name(field_name: str) -> str:
 
 def config_with_overrides(config: CollectorConfig, overrides: dict[str, Any]) -> CollectorConfig:
     """A copy of ``config`` with fields replaced; string values are converted to the field's type."""
-    types = {f.name: f.type for f in dataclasses.fields(CollectorConfig)}
+    types = {f.name: str(f.type) for f in dataclasses.fields(CollectorConfig)}
     converted: dict[str, Any] = {}
     for name, value in overrides.items():
         if value is None:

@@ -118,7 +118,7 @@ class Connection:
 
     async def _connect_and_read(self) -> str:
         try:
-            self._ws = await websockets.connect(
+            ws = await websockets.connect(
                 self.url,
                 create_connection=BatchingClientConnection,
                 max_size=self._config.max_frame_bytes,
@@ -133,8 +133,10 @@ class Connection:
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             self.end_kind = "connect_failed"
             return f"connect failed: {type(exc).__name__}: {exc}"
+        assert isinstance(ws, BatchingClientConnection)
+        self._ws = ws
         if self._close_reason is not None:
-            await self._ws.close()
+            await ws.close()
             self.end_kind = "replaced"
             return self._close_reason
         self.connected_at = time.monotonic()
@@ -147,8 +149,8 @@ class Connection:
         log.info("connected %s to %s with %d streams", self.conn_id, self.url, len(self.streams))
         try:
             subscribe = orjson.dumps({"method": "SUBSCRIBE", "params": self.streams, "id": 1})
-            await self._ws.send(subscribe, text=True)
-            await self._read(self._ws)
+            await ws.send(subscribe, text=True)
+            await self._read(ws)
         except ConnectionClosed as exc:
             return self._closed_reason(exc)
         except OSError as exc:

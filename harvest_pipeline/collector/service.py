@@ -79,7 +79,7 @@ def acquire_lock(open_dir: Path) -> int:
 DISK_CHECK_INTERVAL_S = 2.0
 DROP_HEALTH_WINDOW_S = 5.0
 """/healthz stays non-200 this long after the last dropped record."""
-ID_KEYS = {AggTradeSequence: b'"a":', DepthSequence: b'"u":'}
+ID_KEYS: dict[type, bytes] = {AggTradeSequence: b'"a":', DepthSequence: b'"u":'}
 
 
 class _BookEvents(WriterEvents):
@@ -144,7 +144,7 @@ class CollectorService:
         self.metrics_port: int | None = None
 
     def _build_shards(self) -> list[Shard]:
-        shards = []
+        shards: list[Shard] = []
         size = self.config.streams_per_connection
         for route, names in self.config.streams_by_route().items():
             for start in range(0, len(names), size):
@@ -195,7 +195,7 @@ class CollectorService:
         }
         books = {symbol: symbol not in unsynced for symbol in sorted(self.book.symbols)}
         healthy = not problems
-        report = {
+        report: dict[str, object] = {
             "status": "ok" if healthy else "degraded",
             "problems": problems,
             "streams": streams,
@@ -264,9 +264,11 @@ class CollectorService:
             )
             fetcher = SnapshotFetcher(self.config, self.intake, f"{self.namer.boot_id}-rest", self._rng)
             self.intake.request_snapshot = fetcher.request
-            self._book_events.request_snapshot = lambda symbol, reason: loop.call_soon_threadsafe(
-                fetcher.request, symbol, reason
-            )
+
+            def request_from_writer_thread(symbol: str, reason: str) -> None:
+                loop.call_soon_threadsafe(fetcher.request, symbol, reason)
+
+            self._book_events.request_snapshot = request_from_writer_thread
             shards_by_stream = {name: shard for shard in self.shards for name in shard.streams}
             watchdog = Watchdog(self.intake, shards_by_stream, self.config.watchdog_s)
             background = [

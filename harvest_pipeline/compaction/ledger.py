@@ -155,7 +155,9 @@ def _quarantine(ledger: Ledger, segment: str, fallback_recv_ns: int, line: int, 
     prefix = segments.bad_line(line, raw, reason)
     text = raw.decode("utf-8", "replace")
     ledger.quarantine.append(QuarantineEntry(line, reason, text))
-    recv_ns = prefix.recv_ns if rules.plausible_recv_ns(prefix.recv_ns) else fallback_recv_ns
+    recv_ns = prefix.recv_ns
+    if recv_ns is None or not rules.plausible_recv_ns(recv_ns):
+        recv_ns = fallback_recv_ns
     ledger.events.append(
         {
             "event_time_ms": recv_ns // 1_000_000,

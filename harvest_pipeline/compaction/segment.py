@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harvest_pipeline import schema, segments
@@ -126,15 +127,20 @@ def _write_all(
 ) -> tuple[list[WrittenFile], Path | None]:
     """Stage every kind (encoded in parallel threads: Parquet encoding releases the GIL), write the quarantine file,
     then publish the kinds together: a failure before that point leaves none of this segment's new files visible."""
-    jobs = [
+    jobs: list[tuple[pa.Table, str, pa.Schema, str]] = [
         (rows.table, kind, schema.RAW_KINDS[kind], extract.KIND_BY_NAME[kind].time_column)
         for kind, rows in extraction.kinds.items()
     ]
     jobs.append((events_table(ledger), "events", schema.EVENTS, "event_time_ms"))
     publication = Publication(fs)
+
+    def stage(job: tuple[pa.Table, str, pa.Schema, str]) -> list[WrittenFile]:
+        table, kind, kind_schema, time_column = job
+        return stage_partitioned(table, kind, kind_schema, time_column, segment, paths.parquet, publication)
+
     try:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            batches = pool.map(lambda job: stage_partitioned(*job, segment, paths.parquet, publication), jobs)
+            batches = pool.map(stage, jobs)
             files = [written for batch in batches for written in batch]
         quarantine_file = _write_quarantine(ledger, segment, paths.quarantine, fs)
         publication.publish()

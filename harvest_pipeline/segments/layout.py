@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import operator
 import re
 from collections import Counter
@@ -87,12 +88,12 @@ class SegmentMeta:
     recovered: bool = False
     torn_lines_cut: int = 0
 
-    def to_json(self) -> bytes:
+    def to_json(self) -> builtins.bytes:
         """Serialise for the sidecar file."""
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
     @classmethod
-    def from_json(cls, data: bytes) -> SegmentMeta:
+    def from_json(cls, data: builtins.bytes) -> SegmentMeta:
         """Parse a sidecar file's content."""
         return cls(**orjson.loads(data))
 

@@ -7,7 +7,7 @@ faults that act over time or over the next frames; the server asks it, per frame
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 MALFORMED = "malformed"
@@ -55,9 +55,10 @@ def parse_fault(request: Any) -> dict[str, Any]:
             if (name, key) in _OPTIONAL:
                 continue
             raise FaultError(f"fault {name!r} needs parameter {key!r}")
-        value = request[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise FaultError(f"fault {name!r}: {key!r} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+        if isinstance(request[key], bool) or not isinstance(request[key], types):
+            expected = " or ".join(t.__name__ for t in types)
+            raise FaultError(f"fault {name!r}: {key!r} must be {expected}, got {request[key]!r}")
+        value: Any = request[key]
         if key in ("seconds", "count", "multiplier", "retry_after") and value < 0:
             raise FaultError(f"fault {name!r}: {key!r} must be >= 0, got {value!r}")
         fault[key] = value.upper() if key == "symbol" else value
@@ -84,8 +85,9 @@ class FaultState:
 
     def clear(self) -> None:
         """Disarm every fault."""
+        fresh = FaultState()
         for spec in fields(self):
-            setattr(self, spec.name, spec.default_factory() if spec.default is MISSING else spec.default)
+            setattr(self, spec.name, getattr(fresh, spec.name))
 
     def arm(self, fault: dict[str, Any], now: float) -> None:
         """Arm a parsed fault that acts over time or over the next frames/requests."""

@@ -167,13 +167,14 @@ class Simulator:
         return None
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
-        parsed = parse_ws_path(ws.request.path if ws.request else "")
+        path = ws.request.path if ws.request else ""
+        parsed = parse_ws_path(path)
         assert parsed is not None, "process_request answers every other path"
         route, combined, streams = parsed
         if self.config.send_buffer_bytes is not None:
             client_socket = ws.transport.get_extra_info("socket")
             client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
-        record = ConnectionRecord(f"c{next(self._ids)}", route, ws.request.path, time.time_ns() // 1_000_000)
+        record = ConnectionRecord(f"c{next(self._ids)}", route, path, time.time_ns() // 1_000_000)
         self.records.append(record)
         conn = ClientConnection(ws, record, combined, self.config.send_queue_frames, asyncio.get_running_loop().time())
         self.connections[record.connection_id] = conn
@@ -252,12 +253,12 @@ class Simulator:
             for conn in list(self.connections.values()):
                 conn.drop("fault drop_all")
         elif name in ("drop_connection", "stall_connection"):
-            conn = self.connections.get(fault["connection"])
-            if conn is None:
+            target = self.connections.get(fault["connection"])
+            if target is None:
                 open_ids = sorted(self.connections) or "none"
                 raise FaultError(f"no open connection {fault['connection']!r}; open: {open_ids}")
             if name == "drop_connection":
-                conn.drop("fault drop_connection")
+                target.drop("fault drop_connection")
             else:
                 self.faults.arm(fault, now)
         elif name in ("skip_agg_ids", "break_pu"):

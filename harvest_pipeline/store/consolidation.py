@@ -172,7 +172,7 @@ def _write_day_file(
                 f"SELECT * FROM visible WHERE segment <> {sql_literal(segment)} UNION ALL BY NAME " if snapshot else ""
             )
             con.execute(f"CREATE VIEW snapshot AS {old_rows}SELECT * FROM {read_parquet_sql([replacing[1]])}")
-        rows_in = con.execute("SELECT count(*) FROM snapshot").fetchone()[0]
+        [(rows_in,)] = con.execute("SELECT count(*) FROM snapshot").fetchall()
         con.execute(
             f"""COPY (
                 SELECT * FROM snapshot
@@ -180,9 +180,9 @@ def _write_day_file(
                 ORDER BY event_time_ms, {keys}
             ) TO {sql_literal(day_file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"""
         )
-        rows_out, distinct = con.execute(
+        [(rows_out, distinct)] = con.execute(
             f"SELECT count(*), count(DISTINCT ({keys})) FROM {read_parquet_sql([day_file])}"
-        ).fetchone()
+        ).fetchall()
     finally:
         con.close()
     result = ConsolidationResult(
