@@ -73,3 +73,23 @@ def initialise_storage(home: Path) -> None:
         instance.get_runs(limit=1)
         instance.get_dynamic_partitions("harvest_init")
         instance.all_instigator_state()
+
+
+ORPHANED_RUN_MESSAGE = "harvest up restarted: the process running this run ended with the previous daemon"
+
+
+def fail_orphaned_runs(home: Path) -> list[str]:
+    """Mark runs that an earlier daemon of this installation left starting or started as failed; returns their ids.
+
+    Call it only before this installation's daemon starts. Those runs' processes died with the previous daemon (a
+    crash, a kill -9, a power cut); left alone, Dagster would show them in progress forever and nothing would retry
+    their partitions. Failed, they are retried like any failed run (run retries, the compaction retry sensor).
+    """
+    import dagster as dg
+
+    statuses = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        orphans = instance.get_runs(filters=dg.RunsFilter(statuses=statuses))
+        for orphan in orphans:
+            instance.report_run_failed(orphan, message=ORPHANED_RUN_MESSAGE)
+    return [orphan.run_id for orphan in orphans]

@@ -18,8 +18,10 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from harvest_pipeline.atomic_write import write_json_atomically
-from harvest_pipeline.dagster_home import ensure_dagster_home
+from harvest_pipeline.dagster_home import ensure_dagster_home, fail_orphaned_runs
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.supervisor import ChildSpec, Supervisor
 
@@ -229,6 +231,32 @@ def write_up_state(path: Path, plan: UpPlan, supervisor: Supervisor) -> None:
     write_json_atomically(path, state)
 
 
+def fail_runs_of_a_previous_up(state_file: Path, dagster_home: Path) -> None:
+    """Fail the runs an earlier ``harvest up`` left in progress, unless one of its children is still alive."""
+    if state_file.exists():
+        try:
+            previous = orjson.loads(state_file.read_bytes())["children"].values()
+        except (OSError, ValueError, KeyError, AttributeError):
+            previous = []
+        alive = [child["pid"] for child in previous if child.get("pid") and _process_alive(child["pid"])]
+        if alive:
+            print(f"harvest up: processes of an earlier run are still alive ({alive}); their runs are left alone")
+            return
+    orphans = fail_orphaned_runs(dagster_home)
+    if orphans:
+        print(f"harvest up: {len(orphans)} run(s) left in progress by an earlier run were marked failed", flush=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     """Start everything and supervise it until Ctrl-C/SIGTERM or a crash loop."""
     try:
@@ -238,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(banner(plan), flush=True)
     state_file = plan.paths.root / UP_STATE_FILE
+    fail_runs_of_a_previous_up(state_file, plan.paths.dagster_home)
     supervisor = Supervisor(
         plan.children,
         max_restarts=args.max_restarts,

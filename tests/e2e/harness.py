@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -76,6 +77,14 @@ class RunningPipeline:
             parts.append(f"--- {child_log.name}\n" + child_log.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
 
+    def kill_everything(self) -> None:
+        """kill -9 of `up` and of every child it started (each runs in its own process group), as a power cut would."""
+        children = self.up_state()["children"].values()
+        for pid in [self.process.pid, *(child["pid"] for child in children if child.get("pid"))]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM `up` and wait; returns its exit code."""
         if self.process.poll() is None:
@@ -88,14 +97,16 @@ class RunningPipeline:
         return self.process.returncode
 
 
-def start_pipeline(data: Path, segment_seconds: float = 5.0, symbols: str = "BTCUSDT") -> RunningPipeline:
+def start_pipeline(
+    data: Path, segment_seconds: float = 5.0, symbols: str = "BTCUSDT", watchdog_s: float = 20.0
+) -> RunningPipeline:
     """Launch `python -m harvest_pipeline.cli up --simulate` with short segments and fast refresh knobs."""
     ui_port, metrics_port = free_port(), free_port()
-    log_path = data.parent / f"{data.name}-up.log"
+    log_path = data.parent / f"{data.name}-up-{ui_port}.log"
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
-        "HARVEST_WATCHDOG_S": "20",
+        "HARVEST_WATCHDOG_S": str(watchdog_s),
         "HARVEST_FEATURES_REFRESH_S": "20",
         "HARVEST_SEGMENT_RETENTION_DAYS": "7",
     }
