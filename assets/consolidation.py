@@ -10,7 +10,7 @@ from assets.resources import HarvestStorage
 from harvest_pipeline.features.quality import MAX_DUPLICATE_RATE
 from harvest_pipeline.store import DEDUP_KEYS
 from harvest_pipeline.store.consolidation import consolidate
-from harvest_pipeline.symbols import SYMBOL_PATTERN
+from harvest_pipeline.symbols import validate_symbol
 
 SYMBOLS_ENV = "HARVEST_SYMBOLS"
 START_DATE_ENV = "HARVEST_START_DATE"
@@ -19,16 +19,14 @@ START_DATE_ENV = "HARVEST_START_DATE"
 def configured_symbols() -> list[str]:
     """The symbols the collector records (``HARVEST_SYMBOLS``, comma separated; default BTCUSDT).
 
-    A symbol becomes a partition key and a ``symbol=`` folder, so each one must pass the collector's
-    ``SYMBOL_PATTERN``; anything else stops the definitions from loading, naming the symbol.
+    A symbol becomes a partition key and a ``symbol=`` folder, so each one must pass the one symbol rule
+    (``harvest_pipeline.symbols``); anything else stops the definitions from loading, naming the symbol.
     """
     symbols = [s.strip().upper() for s in os.environ.get(SYMBOLS_ENV, "BTCUSDT").split(",") if s.strip()]
-    for symbol in symbols:
-        if not SYMBOL_PATTERN.fullmatch(symbol):
-            raise ValueError(
-                f"{SYMBOLS_ENV} holds an invalid symbol {symbol!r}: expected 2-20 upper-case letters or digits"
-            )
-    return symbols
+    try:
+        return [validate_symbol(symbol) for symbol in symbols]
+    except ValueError as exc:
+        raise ValueError(f"{SYMBOLS_ENV}: {exc}") from None
 
 
 DAY_SYMBOL_PARTITIONS = dg.MultiPartitionsDefinition(

@@ -1,8 +1,10 @@
 """``harvest status``: one screen on the pipeline's health.
 
-Per-stream freshness (from the collector's /healthz), the last sealed segment, the compaction lag (segments sealed but
-not yet compacted), failed Dagster runs, disk use and free space. Every section degrades to a clear "unavailable"
-line instead of failing, because status is what an operator runs when something is already wrong.
+Per-stream freshness (from the collector's /healthz), the last sealed segment, segments without a valid sidecar, the
+compaction lag (segments sealed but not yet compacted) shown apart from segments whose compaction keeps failing, the
+failed Dagster runs of the last 24 h (a run counts as recovered once a retry of it, a later run of the same partition,
+or the compaction of all its segments succeeded), disk use and free space. Every section degrades to a clear
+"unavailable" line instead of failing, because status is what an operator runs when something is already wrong.
 """
 
 from __future__ import annotations
@@ -12,18 +14,68 @@ import os
 import shutil
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from harvest_pipeline import segments
 from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.segments.discovery import inventory_sealed_segments
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 COMPACTION_MARKER_ASSET = "events"
 """Every compaction run materializes ``events`` for each segment it compacted, so its partitions mark 'compacted'."""
+SEGMENT_PARTITIONS_NAME = "segments"
+"""The dynamic partitions definition of segment compaction, one partition per sealed segment."""
+FAILED_RUN_WINDOW_S = 24 * 3600
+"""Failed runs older than this are history, not a status."""
+MAX_LISTED = 10
+
+# Dagster's documented run tags that harvest reads and writes. Dagster 1.13 exports no public constants for them, and
+# its RunRequest takes no partition range argument: a range run is requested with the two range tags.
+PARTITION_TAG = "dagster/partition"
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+ROOT_RUN_ID_TAG = "dagster/root_run_id"
+
+
+@dataclass
+class SegmentProgress:
+    """Compaction state of the registered segment partitions, read from the Dagster instance."""
+
+    registered: list[str]
+    """Partition keys in registration order, the order a partition range follows."""
+    compacted: set[str]
+    failing: list[str]
+    """Latest compaction failed and no run is working on them now, in registration order."""
+    in_progress: set[str]
+
+    def __post_init__(self) -> None:
+        self.positions = {name: i for i, name in enumerate(self.registered)}
+
+    def segments_of_run(self, tags: Mapping[str, str]) -> list[str]:
+        """The segment partitions a run covered, from its partition tags ([] for any other run)."""
+        start = tags.get(PARTITION_RANGE_START_TAG, tags.get(PARTITION_TAG))
+        end = tags.get(PARTITION_RANGE_END_TAG, tags.get(PARTITION_TAG))
+        if start not in self.positions or end not in self.positions:
+            return []
+        return self.registered[self.positions[start] : self.positions[end] + 1]
+
+
+@dataclass
+class FailedRun:
+    """A failed Dagster run of the status window, and what (if anything) has made up for it since."""
+
+    run_id: str
+    job: str
+    ended: float | None
+    recovered_by: str | None
 
 
 @dataclass
@@ -34,11 +86,20 @@ class PipelineStatus:
     health_error: str | None
     sealed_count: int
     last_sealed: segments.SegmentMeta | None
-    uncompacted: list[str]
+    sidecar_problems: list[str]
+    lagging: list[str]
+    """Sealed with a valid sidecar, not compacted yet and not failing, by name (oldest first)."""
+    failing: list[str]
+    """Segment partitions whose latest compaction failed (retried by the ``compaction_retries`` sensor)."""
     compaction_error: str | None
-    failed_runs: list[tuple[str, str, float | None]]
+    failed_runs: list[FailedRun]
     disk_used: dict[str, int]
     disk_free: int
+
+    @property
+    def unrecovered_runs(self) -> list[FailedRun]:
+        """Failed runs nothing has made up for."""
+        return [run for run in self.failed_runs if run.recovered_by is None]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,46 +132,109 @@ def directory_bytes(path: Path) -> int:
     return total
 
 
-def compacted_segments(dagster_home: Path) -> set[str]:
-    """Segment partitions whose compaction has succeeded, read from the Dagster instance."""
+def segment_progress(instance: dg.DagsterInstance) -> SegmentProgress:
+    """Which registered segments are compacted, failing or being worked on (one status query for all of them)."""
+    import dagster as dg
+
+    registered = list(instance.get_dynamic_partitions(SEGMENT_PARTITIONS_NAME))
+    statuses = instance.get_status_by_partition(
+        dg.AssetKey(COMPACTION_MARKER_ASSET), registered, dg.DynamicPartitionsDefinition(name=SEGMENT_PARTITIONS_NAME)
+    )
+    status_of = statuses or {}
+    return SegmentProgress(
+        registered=registered,
+        compacted={k for k in registered if status_of.get(k) == dg.AssetPartitionStatus.MATERIALIZED},
+        failing=[k for k in registered if status_of.get(k) == dg.AssetPartitionStatus.FAILED],
+        in_progress={k for k in registered if status_of.get(k) == dg.AssetPartitionStatus.IN_PROGRESS},
+    )
+
+
+def judge_failed_runs(
+    instance: dg.DagsterInstance, progress: SegmentProgress, now: float, window_s: float = FAILED_RUN_WINDOW_S
+) -> list[FailedRun]:
+    """Runs that failed within ``window_s`` before ``now`` (newest first), each marked recovered or not."""
+    import dagster as dg
+
+    since = datetime.fromtimestamp(now - window_s, tz=UTC)
+    records = instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since), limit=200
+    )
+    return [
+        FailedRun(r.dagster_run.run_id, r.dagster_run.job_name, r.end_time, run_recovery(instance, r, progress))
+        for r in records
+    ]
+
+
+def run_recovery(instance: dg.DagsterInstance, record: dg.RunRecord, progress: SegmentProgress) -> str | None:
+    """Why a failed run no longer needs attention, or None when nothing has made up for it."""
+    import dagster as dg
+
+    run = record.dagster_run
+    succeeded = [dg.DagsterRunStatus.SUCCESS]
+    root = run.tags.get(ROOT_RUN_ID_TAG, run.run_id)
+    retries = instance.get_run_records(dg.RunsFilter(tags={ROOT_RUN_ID_TAG: root}, statuses=succeeded), limit=1)
+    if retries:
+        return f"retry {retries[0].dagster_run.run_id[:8]} succeeded"
+    covered = progress.segments_of_run(run.tags)
+    if covered and all(name in progress.compacted for name in covered):
+        return f"its {len(covered)} segment(s) have been compacted since"
+    partition_tags = {
+        key: value
+        for key, value in run.tags.items()
+        if key in (PARTITION_TAG, PARTITION_RANGE_START_TAG, PARTITION_RANGE_END_TAG)
+    }
+    later = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=run.job_name, statuses=succeeded, tags=partition_tags, created_after=record.create_timestamp
+        ),
+        limit=1,
+    )
+    if later:
+        scope = "partition" if partition_tags else "job"
+        return f"later run {later[0].dagster_run.run_id[:8]} of the same {scope} succeeded"
+    return None
+
+
+def _open_instance(dagster_home: Path) -> dg.DagsterInstance:
     import dagster as dg
 
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
-    with dg.DagsterInstance.get() as instance:
-        return set(instance.get_materialized_partitions(dg.AssetKey(COMPACTION_MARKER_ASSET)))
+    return dg.DagsterInstance.get()
 
 
-def failed_runs(dagster_home: Path, limit: int = 10) -> list[tuple[str, str, float | None]]:
-    """The most recent failed runs: (run id, job name, end time)."""
-    import dagster as dg
-
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
-    with dg.DagsterInstance.get() as instance:
-        records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=limit)
-        return [(r.dagster_run.run_id, r.dagster_run.job_name, r.end_time) for r in records]
-
-
-def gather_status(paths: DataPaths, metrics_url: str) -> PipelineStatus:
+def gather_status(paths: DataPaths, metrics_url: str, now: float | None = None) -> PipelineStatus:
     """Collect every section of the status screen."""
+    now = now or time.time()
     health, health_error = None, None
     try:
         health = collector_health(metrics_url)
     except OSError as exc:
         health_error = f"collector not answering at {metrics_url} ({exc})"
-    sealed = segments.list_sealed_segments(paths.sealed_segments)
-    last_sealed = sealed[-1].load_meta() if sealed else None
-    uncompacted, compaction_error, failures = [], None, []
+    inventory = inventory_sealed_segments(paths.sealed_segments)
+    problems = [problem.describe() for problem in inventory.problems]
+    lagging, failing, compaction_error, failures = [], [], None, []
     try:
-        done = compacted_segments(paths.dagster_home)
-        uncompacted = [s.name for s in sealed if s.name not in done]
-        failures = failed_runs(paths.dagster_home)
+        with _open_instance(paths.dagster_home) as instance:
+            progress = segment_progress(instance)
+            failures = judge_failed_runs(instance, progress, now)
+        failing = progress.failing
+        skip = progress.compacted | set(failing)
+        lagging = [segment.name for segment, _ in inventory.valid if segment.name not in skip]
     except Exception as exc:  # noqa: BLE001 - any instance problem is reported, not raised
         compaction_error = f"Dagster instance at {paths.dagster_home} unavailable: {exc}"
     used = {area: directory_bytes(getattr(paths, area)) for area in ("segments", "parquet", "quarantine")}
     free = shutil.disk_usage(paths.root if paths.root.exists() else Path.cwd()).free
+    last_sealed = inventory.valid[-1][1] if inventory.valid else None
+    sealed_count = len(inventory.valid) + len(problems)
     return PipelineStatus(
-        health, health_error, len(sealed), last_sealed, uncompacted, compaction_error, failures, used, free
-    )
+        health, health_error, sealed_count, last_sealed, problems, lagging, failing, compaction_error, failures, used,
+        free,
+    )  # fmt: skip
+
+
+def _listed(names: list[str]) -> list[str]:
+    more = [f"  ... and {len(names) - MAX_LISTED} more"] if len(names) > MAX_LISTED else []
+    return [f"  {name}" for name in names[:MAX_LISTED]] + more
 
 
 def render_status(status: PipelineStatus, now: float | None = None) -> str:
@@ -127,24 +251,56 @@ def render_status(status: PipelineStatus, now: float | None = None) -> str:
                 f"  {name:<28} {stream.get('state'):<10} last frame {'-' if age is None else f'{age:.1f} s'} ago"
             )
         writer = status.health.get("writer", {})
-        lines.append(f"  writer: queue {writer.get('queue_lines')} lines, dropped {writer.get('dropped') or 0}")
-    if status.last_sealed is None:
+        lines.append(
+            f"  writer: {writer.get('state')}, queue {writer.get('queue_lines')} lines, "
+            f"dropped {writer.get('dropped') or 0}, unsealed {len(writer.get('unsealed') or [])}"
+        )
+        books = status.health.get("books_synced") or {}
+        if books:
+            lines.append("  books: " + ", ".join(f"{s} {'synced' if ok else 'NO SNAPSHOT'}" for s, ok in books.items()))
+        for problem in status.health.get("problems", []):
+            lines.append(f"  problem: {problem}")
+    if status.sealed_count == 0:
         lines.append("segments: none sealed yet")
+    elif status.last_sealed is None:
+        lines.append(f"segments: {status.sealed_count} sealed, none with a valid sidecar")
     else:
         age = now - status.last_sealed.sealed_at_ns / 1e9
         lines.append(f"segments: {status.sealed_count} sealed; last {status.last_sealed.name} ({age:.0f} s ago)")
-    if status.compaction_error:
-        lines.append(f"compaction: {status.compaction_error}")
-    else:
-        oldest = f", oldest {status.uncompacted[0]}" if status.uncompacted else ""
-        lines.append(f"compaction lag: {len(status.uncompacted)} segment(s) sealed but not compacted{oldest}")
-        lines.append(f"failed runs: {len(status.failed_runs)}")
-        for run_id, job, ended in status.failed_runs:
-            when = datetime.fromtimestamp(ended, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ended else "?"
-            lines.append(f"  {run_id[:8]} {job} {when}")
+    if status.sidecar_problems:
+        lines.append(
+            f"segments without a valid sidecar: {len(status.sidecar_problems)} "
+            "(not compacted, never deleted by retention; restore or remove the sidecar)"
+        )
+        lines += _listed(status.sidecar_problems)
+    lines += _compaction_lines(status)
     used = ", ".join(f"{area} {size / 1e6:.1f} MB" for area, size in status.disk_used.items())
     lines.append(f"disk: {used}; free {status.disk_free / 1e9:.1f} GB")
     return "\n".join(lines)
+
+
+def _compaction_lines(status: PipelineStatus) -> list[str]:
+    if status.compaction_error:
+        return [f"compaction: {status.compaction_error}"]
+    oldest = f", oldest {status.lagging[0]}" if status.lagging else ""
+    lines = [f"compaction lag: {len(status.lagging)} segment(s) sealed but not compacted{oldest}"]
+    if status.failing:
+        lines.append(
+            f"compaction failing: {len(status.failing)} segment(s) whose last compaction failed "
+            "(retried automatically with backoff, then given up; see the compaction_retries sensor)"
+        )
+        lines += _listed(status.failing)
+    unrecovered = status.unrecovered_runs
+    recovered = len(status.failed_runs) - len(unrecovered)
+    hours = FAILED_RUN_WINDOW_S / 3600
+    lines.append(
+        f"failed runs: {len(unrecovered)} not recovered in the last {hours:.0f} h "
+        f"(and {recovered} recovered by a retry or a later run)"
+    )
+    for failed in unrecovered[:MAX_LISTED]:
+        when = datetime.fromtimestamp(failed.ended, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if failed.ended else "?"
+        lines.append(f"  {failed.run_id[:8]} {failed.job} {when}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,5 +315,6 @@ def run(args: argparse.Namespace) -> int:
         print(orjson.dumps(status, default=lambda o: o.__dict__, option=orjson.OPT_INDENT_2).decode())
     else:
         print(render_status(status))
-    healthy = status.health is not None and status.health.get("status") == "ok" and not status.failed_runs
-    return 0 if healthy else 1
+    healthy = status.health is not None and status.health.get("status") == "ok"
+    attention = status.unrecovered_runs or status.failing or status.sidecar_problems or status.compaction_error
+    return 0 if healthy and not attention else 1

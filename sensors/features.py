@@ -1,25 +1,42 @@
-"""When features are built: a throttled refresh of today's features after new raw parts, and a nightly final build.
+"""When features are built: a throttled refresh after new raw parts for any day, and a nightly final build.
 
-- ``features_refresh`` (sensor, every 3 min at most): for each symbol, if today's raw Parquet (prices, bookticker,
-  events) changed since the last request, request ``features_1s`` for (today, symbol). The run key carries the newest
-  file time, so a tick that sees nothing new requests nothing.
+- ``features_refresh`` (sensor, every 3 min at most), per symbol:
+  - today: if today's raw Parquet (prices, bookticker, events) changed since the last request (newest file time),
+    request ``features_1s`` for (today, symbol);
+  - every other day that received new part files since the cursor: compaction's materializations of the raw kinds
+    name the date x symbol each one wrote (metadata ``rows_by_date_symbol``). A past day is consolidated again and its
+    features rebuilt (``features_final_job``), so late data after the nightly build is reflected; a day that is not
+    a partition (before ``HARVEST_START_DATE``, or ahead of today: a collector clock running fast) is logged and
+    skipped. The cursor is the storage id of the last materialization read per kind, so a tick reads only what is
+    new (at most ``MAX_EVENTS_PER_TICK`` per kind), never the history.
 - ``features_nightly`` (schedule, 00:20 UTC): consolidate yesterday's raw kinds and build its final features, per
   symbol, once late segments have been compacted.
 """
 
 import datetime as dt
-import json
 import os
+from dataclasses import dataclass, field
 
 import dagster as dg
+import orjson
 
-from assets.consolidation import CONSOLIDATED_KINDS, configured_symbols, daily_asset_key
+from assets.consolidation import (
+    CONSOLIDATED_KINDS,
+    DAY_SYMBOL_PARTITIONS,
+    configured_symbols,
+    daily_asset_key,
+)
 from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.features.sources import newest_raw_change_ns
+from harvest_pipeline.schema import ALL_SYMBOLS
 
 REFRESH_INTERVAL_S = int(os.environ.get("HARVEST_FEATURES_REFRESH_S", "180"))
 """Minimum seconds between refresh ticks (``HARVEST_FEATURES_REFRESH_S``; tests and demos use less)."""
+MAX_EVENTS_PER_TICK = 500
+"""Materializations read per raw kind and tick; a longer backlog is read over the next ticks."""
+RAW_KEYS = {kind: dg.AssetKey(kind) for kind in CONSOLIDATED_KINDS}
+"""The compacted raw kinds (``assets.compaction``) whose new parts make a day's consolidation stale."""
 
 features_refresh_job = dg.define_asset_job("features_refresh_job", selection=dg.AssetSelection.assets(features_1s))
 features_final_job = dg.define_asset_job(
@@ -33,23 +50,116 @@ def day_symbol_key(day: dt.date, symbol: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"date": day.isoformat(), "symbol": symbol})
 
 
+@dataclass
+class RefreshCursor:
+    """Today's newest raw file time per symbol, and the last raw materialization read per kind."""
+
+    today: dict[str, str] = field(default_factory=dict)
+    after: dict[str, int] | None = None
+    """Storage id per kind; None until the first tick, which starts at the newest (history is the nightly's job)."""
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> "RefreshCursor":
+        """The stored cursor (an unreadable or older one starts afresh)."""
+        try:
+            data = orjson.loads(cursor) if cursor else {}
+            after = data.get("after")
+            return cls(dict(data.get("today", {})), None if after is None else {k: int(v) for k, v in after.items()})
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            return cls()
+
+    def dump(self) -> str:
+        """The JSON cursor."""
+        return orjson.dumps({"today": self.today, "after": self.after}, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def newest_storage_ids(instance: dg.DagsterInstance) -> dict[str, int]:
+    """Storage id of each raw kind's latest materialization (0 when it has none)."""
+    ids = {}
+    for kind, key in RAW_KEYS.items():
+        records = instance.fetch_materializations(key, limit=1).records
+        ids[kind] = records[0].storage_id if records else 0
+    return ids
+
+
+def days_with_new_parts(instance: dg.DagsterInstance, after: dict[str, int]) -> tuple[dict[str, int], set[str]]:
+    """The ``date/symbol`` cells compaction wrote parts for since ``after``, and the storage ids read up to."""
+    read_up_to, cells = dict(after), set[str]()
+    for kind, key in RAW_KEYS.items():
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after.get(kind) or None),
+            limit=MAX_EVENTS_PER_TICK,
+            ascending=True,
+        ).records
+        for record in records:
+            read_up_to[kind] = record.storage_id
+            materialization = record.asset_materialization
+            rows = materialization.metadata.get("rows_by_date_symbol") if materialization else None
+            cells.update(rows.value if isinstance(rows, dg.JsonMetadataValue) and isinstance(rows.value, dict) else ())
+    return read_up_to, cells
+
+
+def day_symbols(cells: set[str], symbols: list[str]) -> tuple[set[tuple[dt.date, str]], list[str]]:
+    """Valid (day, symbol) pairs of ``date/symbol`` cells (``ALL`` stands for every symbol), and the cells skipped:
+    a symbol that is not configured (configured ones are validated) or a day outside the partitions."""
+    dates = DAY_SYMBOL_PARTITIONS.get_partitions_def_for_dimension("date")
+    pairs: set[tuple[dt.date, str]] = set()
+    skipped: list[str] = []
+    for cell in sorted(cells):
+        day_text, _, symbol = cell.partition("/")
+        owners = symbols if symbol == ALL_SYMBOLS else [symbol] if symbol in symbols else []
+        if not owners or not dates.has_partition_key(day_text):
+            skipped.append(cell)
+            continue
+        pairs.update((dt.date.fromisoformat(day_text), owner) for owner in owners)
+    return pairs, skipped
+
+
+def late_day_requests(pairs: set[tuple[dt.date, str]], today: dt.date, marker: str) -> list[dg.RunRequest]:
+    """Consolidation + features for each past day x symbol (today is left to the file check)."""
+    return [
+        dg.RunRequest(
+            run_key=f"late|{day}|{symbol}|{marker}",
+            job_name=features_final_job.name,
+            partition_key=day_symbol_key(day, symbol),
+        )
+        for day, symbol in sorted(pairs)
+        if day < today
+    ]
+
+
 @dg.sensor(
-    job=features_refresh_job,
+    jobs=[features_refresh_job, features_final_job],
     minimum_interval_seconds=REFRESH_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def features_refresh(context: dg.SensorEvaluationContext, storage: HarvestStorage) -> dg.SensorResult:
-    """Request today's features for each symbol whose raw Parquet changed since the last request."""
+    """Request features (and, for past days, consolidation) of every day x symbol that received new raw parts."""
     today = dt.datetime.now(dt.UTC).date()
-    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    state = RefreshCursor.parse(context.cursor)
+    symbols = configured_symbols()
     requests = []
-    for symbol in configured_symbols():
+    for symbol in symbols:
         changed = newest_raw_change_ns(storage.paths().parquet, today, symbol)
         marker = f"{today}|{changed}"
-        if changed and seen.get(symbol) != marker:
-            seen[symbol] = marker
-            requests.append(dg.RunRequest(run_key=f"{symbol}|{marker}", partition_key=day_symbol_key(today, symbol)))
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+        if changed and state.today.get(symbol) != marker:
+            state.today[symbol] = marker
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{symbol}|{marker}",
+                    job_name=features_refresh_job.name,
+                    partition_key=day_symbol_key(today, symbol),
+                )
+            )
+    if state.after is None:
+        state.after = newest_storage_ids(context.instance)
+    else:
+        state.after, cells = days_with_new_parts(context.instance, state.after)
+        pairs, skipped = day_symbols(cells, symbols)
+        if skipped:
+            context.log.warning(f"new parts for unknown symbols or days outside the partitions, ignored: {skipped}")
+        requests += late_day_requests(pairs, today, str(max(state.after.values(), default=0)))
+    return dg.SensorResult(run_requests=requests, cursor=state.dump())
 
 
 @dg.schedule(
