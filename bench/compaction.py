@@ -23,12 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dagster as dg  # noqa: E402
 import duckdb  # noqa: E402
 import orjson  # noqa: E402
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG  # noqa: E402
 
 from harvest_pipeline import segments  # noqa: E402
 from harvest_pipeline.compaction import compact_segment, extract  # noqa: E402
 from harvest_pipeline.compaction.lines import read_segment_lines  # noqa: E402
 from harvest_pipeline.paths import DATA_ROOT_ENV, DataPaths  # noqa: E402
+from harvest_pipeline.status import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG  # noqa: E402
+from harvest_pipeline.store import sql_literal  # noqa: E402
 from tests.compaction.frames import MS, SegmentBuilder, TrafficMix  # noqa: E402
 
 START_MS = 1_767_225_600_000
@@ -79,11 +80,11 @@ def duckdb_copy_baseline(path: Path, out: Path, one_parse: bool) -> float:
         f"""
         COPY (
             WITH lines AS (
-                SELECT j FROM read_csv('{path}', columns = {{'j': 'VARCHAR'}}, header = false, delim = '\\x01',
-                                       quote = '', escape = '', auto_detect = false)
+                SELECT j FROM read_csv({sql_literal(path)}, columns = {{'j': 'VARCHAR'}}, header = false,
+                                       delim = '\\x01', quote = '', escape = '', auto_detect = false)
             )
             SELECT {columns} FROM {source}
-        ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+        ) TO {sql_literal(out)} (FORMAT parquet, COMPRESSION zstd)
         """
     )
     return time.perf_counter() - started
@@ -126,7 +127,7 @@ def compaction_job() -> dg.JobDefinition:
 
 
 def timed_run(instance: dg.DagsterInstance, names: list[str]) -> float:
-    tags = {ASSET_PARTITION_RANGE_START_TAG: names[0], ASSET_PARTITION_RANGE_END_TAG: names[-1]}
+    tags = {PARTITION_RANGE_START_TAG: names[0], PARTITION_RANGE_END_TAG: names[-1]}
     started = time.perf_counter()
     with dg.execute_job(dg.reconstructable(compaction_job), instance=instance, tags=tags) as result:
         assert result.success, f"run over {names[0]}..{names[-1]} failed"
