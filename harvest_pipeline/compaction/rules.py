@@ -66,19 +66,22 @@ def int_problem_sql(value: str, text: str, key: str, *, min_value: int = 0, recv
             f"WHEN {value} > {recv_ns} // 1000000 + {MAX_AHEAD_MS} AND {recv_ns} >= {MIN_TIME_NS} "
             f"THEN {_lit(_text(TOO_LATE, key))}"
         )
-    return (
-        f"CASE WHEN {value} IS NULL THEN CASE WHEN {text} IS NULL THEN {_lit(missing(key))} "
-        f"WHEN regexp_full_match({text}, '-?[0-9]+') THEN {_lit(_text(OUTSIDE_INT64, key))} "
-        f"ELSE {_lit(_text(NOT_INTEGER, key))} END {' '.join(checks)} END"
+    malformed = (
+        f"CASE WHEN regexp_full_match({text}, '-?[0-9]+') THEN {_lit(_text(OUTSIDE_INT64, key))} "
+        f"ELSE {_lit(_text(NOT_INTEGER, key))} END"
     )
+    return f"CASE {_when_null(value, text, key, malformed)} {' '.join(checks)} END"
+
+
+def _when_null(value: str, text: str, key: str, malformed: str) -> str:
+    """The ``WHEN`` branch shared by every check: no parsed value means the field is missing or malformed."""
+    return f"WHEN {value} IS NULL THEN CASE WHEN {text} IS NULL THEN {_lit(missing(key))} ELSE {malformed} END"
 
 
 def decimal_problem_sql(value: str, text: str, key: str) -> str:
     """SQL naming the problem of a price or quantity (never 0 or negative on the exchange), else NULL."""
-    return (
-        f"CASE WHEN {value} IS NULL THEN CASE WHEN {text} IS NULL THEN {_lit(missing(key))} "
-        f"ELSE {_lit(_text(NOT_DECIMAL, key))} END WHEN {value} <= 0 THEN {_lit(_text(NOT_POSITIVE, key))} END"
-    )
+    malformed = _lit(_text(NOT_DECIMAL, key))
+    return f"CASE {_when_null(value, text, key, malformed)} WHEN {value} <= 0 THEN {_lit(_text(NOT_POSITIVE, key))} END"
 
 
 def levels_problem_sql(value: str, text: str, key: str, *, zero_qty: bool) -> str:
@@ -91,8 +94,7 @@ def levels_problem_sql(value: str, text: str, key: str, *, zero_qty: bool) -> st
         f"WHEN l.price <= 0 THEN 2 WHEN {bad_qty} THEN 3 ELSE 4 END))"
     )
     return (
-        f"CASE WHEN {value} IS NULL THEN CASE WHEN {text} IS NULL THEN {_lit(missing(key))} "
-        f"ELSE {_lit(_text(NOT_LEVELS, key))} END "
+        f"CASE {_when_null(value, text, key, _lit(_text(NOT_LEVELS, key)))} "
         f"ELSE CASE {worst} WHEN 1 THEN {_lit(_text(NOT_LEVELS, key))} "
         f"WHEN 2 THEN {_lit(_text(LEVEL_PRICE_NOT_POSITIVE, key))} WHEN 3 THEN {_lit(_text(qty_reason, key))} END END"
     )
@@ -100,10 +102,7 @@ def levels_problem_sql(value: str, text: str, key: str, *, zero_qty: bool) -> st
 
 def bool_problem_sql(value: str, text: str, key: str) -> str:
     """SQL naming the problem of a JSON boolean, else NULL."""
-    return (
-        f"CASE WHEN {value} IS NULL THEN CASE WHEN {text} IS NULL THEN {_lit(missing(key))} "
-        f"ELSE {_lit(_text(NOT_BOOL, key))} END END"
-    )
+    return f"CASE {_when_null(value, text, key, _lit(_text(NOT_BOOL, key)))} END"
 
 
 def present_problem_sql(text: str, key: str) -> str:

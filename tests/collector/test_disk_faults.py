@@ -86,6 +86,17 @@ def status_screen(tmp_path: Path, data: Path, metrics_url: str) -> str:
     return result.stdout
 
 
+def record_on(
+    disk: Path, tmp_path: Path, symbols: str = "BTCUSDT", rate: float = 5.0
+) -> tuple[SimulatorProcess, Path, CollectorProcess]:
+    """A simulator, and a collector with its data root on ``disk``, healthy."""
+    sim = SimulatorProcess(tmp_path, symbols=symbols, rate=rate)
+    data = disk / "data"
+    collector = CollectorProcess(tmp_path, sim, data_root=str(data), symbols=tuple(symbols.split(",")), **SMALL_DISK)
+    wait_for(lambda: collector.health()[0] == 200, 20, "a healthy start")
+    return sim, data, collector
+
+
 def problems(collector: CollectorProcess) -> list[str]:
     return collector.health()[1].get("problems", [])
 
@@ -112,11 +123,8 @@ def open_part_records(data_root: Path) -> list[dict]:
 
 def test_disk_full_then_freed_by_less_than_the_pending_size_writes_the_losses_first(tmp_path):
     with tmpfs(tmp_path / "disk", 48 * MiB) as disk:
-        sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT", rate=10.0)
-        data = disk / "data"
-        collector = CollectorProcess(tmp_path, sim, data_root=str(data), symbols=("BTCUSDT", "ETHUSDT"), **SMALL_DISK)
+        sim, data, collector = record_on(disk, tmp_path, "BTCUSDT,ETHUSDT", rate=10.0)
         rss = RssWatch(collector.process.pid)
-        rss.wait(lambda: collector.health()[0] == 200, 20, "a healthy start")
         rss.settle()
         ballast = Ballast(disk)
         ballast.fill(0)
@@ -151,10 +159,7 @@ def test_disk_full_then_freed_by_less_than_the_pending_size_writes_the_losses_fi
 
 def test_restart_on_a_full_disk_recovers_and_learns_the_losses_the_last_run_could_not_write(tmp_path):
     with tmpfs(tmp_path / "disk", 32 * MiB) as disk:
-        sim = SimulatorProcess(tmp_path, symbols="BTCUSDT", rate=5.0)
-        data = disk / "data"
-        first = CollectorProcess(tmp_path, sim, data_root=str(data), **SMALL_DISK)
-        wait_for(lambda: first.health()[0] == 200, 20, "a healthy start")
+        sim, data, first = record_on(disk, tmp_path)
         ballast = Ballast(disk)
         ballast.fill(0)
         wait_for(lambda: dropping(first), 60, "the full queue to drop records")
@@ -195,10 +200,7 @@ def test_restart_on_a_full_disk_recovers_and_learns_the_losses_the_last_run_coul
 
 def test_a_seal_only_failure_keeps_appending_and_loses_nothing(tmp_path):
     with tmpfs(tmp_path / "disk", 64 * MiB) as disk:
-        sim = SimulatorProcess(tmp_path, symbols="BTCUSDT", rate=2.0)
-        data = disk / "data"
-        collector = CollectorProcess(tmp_path, sim, data_root=str(data), **SMALL_DISK)
-        wait_for(lambda: collector.health()[0] == 200, 20, "a healthy start")
+        sim, data, collector = record_on(disk, tmp_path, rate=2.0)
         sealed_root = data / "segments" / "sealed"
         with read_only(sealed_root):
             wait_for(lambda: len(collector.health()[1]["writer"]["unsealed"]) >= 3, 30, "segments set aside")
