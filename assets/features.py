@@ -1,11 +1,11 @@
 """``features_1s``: the per-second research table of one UTC day x symbol, with its quality checks and chart."""
 
-import base64
 
 import dagster as dg
 
 from assets.consolidation import DAY_SYMBOL_PARTITIONS, daily_asset_key, partition_day_symbol
 from assets.resources import HarvestStorage
+from harvest_pipeline.atomic_write import write_bytes_atomically
 from harvest_pipeline.features.chart import render_chart
 from harvest_pipeline.features.quality import (
     MAX_EMPTY_MINUTE_RATE,
@@ -80,8 +80,8 @@ def features_1s(
     feature_day = build_features(parquet_root, day, symbol, config.params_for(symbol))
     path = write_features(feature_day, parquet_root)
     png = render_chart(feature_day.table, f"{symbol} {day} features_1s")
-    chart_path = path.with_name("chart.png")
-    chart_path.write_bytes(png)
+    chart_path = path.with_name("chart.png")  # on disk, not in the event log: refreshed up to ~480 times a day
+    write_bytes_atomically(chart_path, png)
     trades = feature_day.table.column("trade_count").to_numpy()
     return dg.MaterializeResult(
         metadata={
@@ -91,7 +91,6 @@ def features_1s(
             "non_empty_seconds": int((trades > 0).sum()),
             "recorded_seconds": int(feature_day.table.column("recorded").to_numpy(zero_copy_only=False).sum()),
             "feed_gaps": len(feature_day.gaps),
-            "chart": dg.MetadataValue.md(f"![features chart](data:image/png;base64,{base64.b64encode(png).decode()})"),
             "chart_path": dg.MetadataValue.path(str(chart_path)),
         },
         check_results=feature_check_results(feature_day),
