@@ -12,5 +12,5 @@ SYMBOL_PATTERN = re.compile(rf"^{SYMBOL_REGEX}$")
 def validate_symbol(symbol: str) -> str:
     """``symbol`` if it follows the rule, else ``ValueError`` saying what is expected."""
     if not SYMBOL_PATTERN.match(symbol):
-        raise ValueError(f"symbol {symbol!r} is invalid: expected 2-20 upper-case letters or digits")
+        raise ValueError(f"invalid symbol {symbol!r}: expected 2-20 letters or digits, upper case")
     return symbol

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvest_pipeline.segments import validate_collector_id
-from harvest_pipeline.symbols import SYMBOL_PATTERN
+from harvest_pipeline.symbols import validate_symbol
 
 MAX_STREAMS_PER_CONNECTION = 200
 
@@ -66,8 +66,7 @@ class CollectorConfig:
 
     def __post_init__(self) -> None:
         for symbol in self.symbols:
-            if not SYMBOL_PATTERN.match(symbol):
-                raise ValueError(f"symbol {symbol!r} is invalid: expected 2-20 upper-case letters or digits")
+            validate_symbol(symbol)
         if not self.symbols:
             raise ValueError("at least one symbol is needed")
         validate_collector_id(self.collector_id)

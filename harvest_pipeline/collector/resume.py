@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harvest_pipeline.collector.sequencing import MAX_ID, extract_int
 from harvest_pipeline.segments import OPEN_SUFFIX, RECORD_PREFIX, SEALED_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,6 @@ TAIL_BYTES = 64 * 1024 * 1024
 """How much of a segment's end is read (the default segment bound)."""
 SEALED_DATE_FOLDERS = 3
 """Newest date folders searched for this collector's last sealed segment."""
-MAX_PLAUSIBLE_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,6 @@ def tail_positions(path: Path, id_keys: Mapping[str, bytes | None]) -> dict[str,
 
 
 def _plausible_id(line: bytes, key: bytes) -> int | None:
-    """The id after ``key`` in ``line`` if it is a plain integer in 0..2^63-1."""
-    at = line.find(key)
-    if at < 0:
-        return None
-    start = at + len(key)
-    end = start
-    while end < len(line) and end - start <= 19 and 0x30 <= line[end] <= 0x39:
-        end += 1
-    if end == start or end - start > 19:
-        return None
-    value = int(line[start:end])
-    return value if value <= MAX_PLAUSIBLE_ID else None
+    """The id after ``key`` in ``line`` if it is an integer in ``0..MAX_ID`` (the trackers' own range)."""
+    value = extract_int(line, key)
+    return value if value is not None and 0 <= value <= MAX_ID else None

@@ -16,7 +16,7 @@ import numpy as np
 from harvest_pipeline.features.quality import empty_minute_rate
 from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
 from harvest_pipeline.paths import DataPaths
-from harvest_pipeline.symbols import SYMBOL_PATTERN
+from harvest_pipeline.symbols import validate_symbol
 
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -33,12 +33,10 @@ def utc_date(text: str) -> dt.date:
 
 def symbol_name(text: str) -> str:
     """``--symbol``: upper-cased, then held to the collector's rule for symbols (it names a directory of the tree)."""
-    symbol = text.upper()
-    if not SYMBOL_PATTERN.fullmatch(symbol):
-        raise argparse.ArgumentTypeError(
-            f"invalid symbol {text!r}: expected 2-20 letters or digits as the collector records it, e.g. BTCUSDT"
-        )
-    return symbol
+    try:
+        return validate_symbol(text.upper())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, e.g. BTCUSDT") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harvest_pipeline.segments import LOCAL_FS, FileSystem
+from harvest_pipeline.store.consolidation import place_part
 
 ROW_GROUP_ROWS = 256 * 1024
 """Rows per row group: large enough for zstd and scan throughput, small enough that a date/symbol query on one
@@ -63,8 +64,6 @@ class Publication:
     def publish(self) -> None:
         """Place every staged file (``consolidation.place_part``: renamed, or merged into a day file that already
         holds its segment), then fsync the folders."""
-        from harvest_pipeline.store.consolidation import place_part
-
         try:
             for tmp, target in self._staged:
                 place_part(tmp, target, self._fs)
