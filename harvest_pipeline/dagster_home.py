@@ -1,31 +1,46 @@
 """The Dagster instance harvest runs on: ``DAGSTER_HOME`` inside the data root, with a tuned ``dagster.yaml``.
 
 Written once (never overwritten, so an operator's edits survive) by ``harvest up`` and by anything that needs the
-instance. The template turns telemetry off, queues runs with a concurrency limit that fits a 2-core machine, keeps any
-DuckDB-writing run alone (tag ``harvest/duckdb``), and bounds how much sensor/schedule tick history is kept.
+instance. The template turns telemetry off, runs at most ``MAX_CONCURRENT_RUNS`` runs at once (a 2-core machine),
+lets one step of the DuckDB-heavy pool ``DUCKDB_POOL`` run at a time, and bounds how much sensor/schedule tick history
+is kept. Storage is SQLite under ``DAGSTER_HOME`` unless a PostgreSQL URL is given (docs/postgres.md).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from harvest_pipeline.atomic_write import write_bytes_atomically
 from harvest_pipeline.paths import DataPaths
 
 MAX_CONCURRENT_RUNS = 2
-DUCKDB_TAG = "harvest/duckdb"
+DUCKDB_POOL = "harvest_duckdb"
+"""The Dagster concurrency pool of the DuckDB-heavy assets (daily consolidation, features_1s): one step at a time."""
+DUCKDB_POOL_LIMIT = 1
+POSTGRES_DRIVER = "postgresql+psycopg2"
+"""The one supported URL scheme: a plain ``postgresql://`` picks psycopg 3 under SQLAlchemy 2.1, which breaks Dagster's
+run queue (``syntax error at or near "$1"``)."""
 
-DAGSTER_YAML = f"""\
+_TEMPLATE = """\
 # harvest's Dagster instance (written by harvest; edit freely, it is not overwritten)
 telemetry:
   enabled: false
 nux:
   enabled: false
-run_queue:
-  max_concurrent_runs: {MAX_CONCURRENT_RUNS}
-  tag_concurrency_limits:
-    - key: "{DUCKDB_TAG}"
-      limit: 1
+{storage}concurrency:
+  runs:
+    max_concurrent_runs: {max_runs}
+  pools:
+    # every pool without a limit set in the UI gets this one; harvest's only pool is "{pool}" (DuckDB-heavy assets)
+    default_limit: {pool_limit}
+    granularity: op
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
@@ -49,24 +64,137 @@ load_from:
 """
 
 
-def ensure_dagster_home(paths: DataPaths) -> Path:
+def validate_storage_url(storage_url: str) -> URL:
+    """The parsed PostgreSQL URL, or a ValueError saying which form to use (the password is never echoed)."""
+    try:
+        url = make_url(storage_url)
+    except ArgumentError:
+        raise ValueError(
+            f"Dagster storage URL is not a URL; use {POSTGRES_DRIVER}://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    if url.drivername != POSTGRES_DRIVER:
+        hint = url.set(drivername=POSTGRES_DRIVER).render_as_string(hide_password=True)
+        raise ValueError(
+            f"Dagster storage URL {shown}: scheme {url.drivername!r} is not supported; use {POSTGRES_DRIVER}:// "
+            f"(here: {hint}). A plain postgresql:// selects psycopg 3, with which Dagster's run queue fails."
+        )
+    if not url.database:
+        raise ValueError(f"Dagster storage URL {shown} names no database; use {POSTGRES_DRIVER}://USER@HOST:PORT/DB")
+    return url
+
+
+def dagster_yaml(storage_url: str | None = None) -> str:
+    """The generated ``dagster.yaml``: SQLite under ``DAGSTER_HOME``, or every storage on PostgreSQL at the URL."""
+    storage = ""
+    if storage_url is not None:
+        validate_storage_url(storage_url)
+        storage = f"storage:\n  postgres:\n    postgres_url: {json.dumps(storage_url)}\n"
+    return _TEMPLATE.format(
+        storage=storage, max_runs=MAX_CONCURRENT_RUNS, pool=DUCKDB_POOL, pool_limit=DUCKDB_POOL_LIMIT
+    )
+
+
+def ensure_dagster_home(paths: DataPaths, storage_url: str | None = None) -> Path:
     """Create ``DAGSTER_HOME`` with ``dagster.yaml``, ``workspace.yaml`` and initialised storage; return the workspace.
 
-    Storage is created here, in one process, because the webserver and the daemon racing to create the same SQLite
-    databases can leave two migration heads behind and an instance neither can open.
+    With ``storage_url`` (``postgresql+psycopg2://...``) a new ``dagster.yaml`` keeps runs, event logs and schedules
+    on PostgreSQL; an existing one is never rewritten, and one whose storage is elsewhere raises a ValueError naming
+    what to edit. Storage is created here, in one process, because the webserver and the daemon racing to create the
+    same databases can leave two migration heads behind and an instance neither can open.
     """
     home = paths.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    for name, text in (("dagster.yaml", DAGSTER_YAML), ("workspace.yaml", WORKSPACE_YAML)):
-        target = home / name
-        if not target.exists():
-            write_bytes_atomically(target, text.encode())
-    initialise_storage(home)
-    return home / "workspace.yaml"
+    config = home / "dagster.yaml"
+    if config.exists():
+        if storage_url is not None:
+            check_configured_storage(config, validate_storage_url(storage_url))
+    else:
+        write_bytes_atomically(config, dagster_yaml(storage_url).encode())
+        if storage_url is not None and make_url(storage_url).password:
+            config.chmod(0o600)  # the URL's password is in the file: readable by its owner only
+    workspace = home / "workspace.yaml"
+    if not workspace.exists():
+        write_bytes_atomically(workspace, WORKSPACE_YAML.encode())
+    try:
+        initialise_storage(home)
+    except Exception as exc:
+        raise RuntimeError(
+            f"cannot open the Dagster instance in {home}: {_root_cause(exc)}. Check the storage block of {config} "
+            "(a PostgreSQL password goes in the URL, PGPASSWORD or ~/.pgpass: docs/postgres.md)"
+        ) from exc
+    return workspace
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's message (Dagster's own is a bare "too many retries for DB connection")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def check_configured_storage(config: Path, wanted: URL) -> None:
+    """Raise unless ``config`` already keeps Dagster's storage in the PostgreSQL database ``wanted`` names."""
+    current = configured_postgres(config)
+    if current is not None and _same_database(current, wanted):
+        return
+    where = "not on PostgreSQL" if current is None else f"on {current.render_as_string(hide_password=True)}"
+    shown = wanted.render_as_string(hide_password=True)
+    raise ValueError(
+        f"{config} already exists and keeps Dagster's storage {where}, not on {shown}. harvest never rewrites that "
+        f'file: replace its storage block with\nstorage:\n  postgres:\n    postgres_url: "{shown}"\n(your password '
+        "in place of ***, or none: docs/postgres.md), or move the file away to have harvest write a new one; runs "
+        "recorded in the old storage stay there."
+    )
+
+
+def configured_postgres(config: Path) -> URL | None:
+    """The PostgreSQL database a ``dagster.yaml`` keeps its storage in; None when it is not PostgreSQL (SQLite by
+    default). Raises ValueError for a PostgreSQL block whose settings cannot be read."""
+    storage = (yaml.safe_load(config.read_text()) or {}).get("storage")
+    postgres = storage.get("postgres") if isinstance(storage, dict) else None
+    if not isinstance(postgres, dict):
+        return None
+    try:
+        if postgres.get("postgres_url"):
+            return make_url(_resolve(postgres["postgres_url"]))
+        db = {key: _resolve(value) for key, value in postgres["postgres_db"].items() if key != "password"}
+        return URL.create(
+            db.get("scheme", "postgresql"),
+            username=db["username"],
+            host=db["hostname"],
+            port=int(db.get("port", 5432)),
+            database=db["db_name"],
+            query=db.get("params") or {},
+        )
+    except (KeyError, TypeError, AttributeError, ValueError, ArgumentError) as exc:
+        raise ValueError(f"{config}: cannot read its PostgreSQL storage settings ({exc!r})") from None
+
+
+def _resolve(value: Any) -> Any:
+    """A config value as Dagster reads it: ``{env: NAME}`` is the environment variable NAME."""
+    if isinstance(value, dict) and set(value) == {"env"}:
+        if value["env"] not in os.environ:
+            raise ValueError(f"environment variable {value['env']} is not set")
+        return os.environ[value["env"]]
+    return value
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    """Whether two URLs name the same database the same way (the password does not count)."""
+    return (a.drivername, a.username, a.host, a.port or 5432, a.database, dict(a.query)) == (
+        b.drivername,
+        b.username,
+        b.host,
+        b.port or 5432,
+        b.database,
+        dict(b.query),
+    )
 
 
 def initialise_storage(home: Path) -> None:
-    """Open the instance once so its run, event-log and schedule databases exist and are migrated."""
+    """Open the instance once so its run, event-log and schedule storage exists and is migrated (SQLite or
+    PostgreSQL alike)."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
