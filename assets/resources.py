@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import dagster as dg
 
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments import LOCAL_FS, FileSystem
+from harvest_pipeline.settings import SETTINGS_FILE_ENV, InstallationSettings, env_name, load_settings
+
+DEPLOYMENT_FIELDS = ("settings_file", "data_root", "segments_dir", "parquet_dir", "quarantine_dir")
 
 
 class HarvestStorage(dg.ConfigurableResource):
-    """Data root and areas; unset fields fall back to ``HARVEST_*`` env vars, then to ``./data``.
+    """Data root and areas of the installation; unset fields come from the installation settings.
 
     Every asset, sensor and check resolves paths through ``paths()`` so a run and the collector agree on locations.
+    ``HarvestStorage.from_deployment()`` backs each field by its ``dg.EnvVar`` (``HARVEST_SETTINGS_FILE``,
+    ``HARVEST_DATA_ROOT`` …) when the deployment sets it, so the UI shows where a value comes from.
     """
 
+    settings_file: str | None = None
     data_root: str | None = None
     segments_dir: str | None = None
     parquet_dir: str | None = None
     quarantine_dir: str | None = None
 
+    @classmethod
+    def from_deployment(cls, environ: Mapping[str, str] | None = None) -> HarvestStorage:
+        """A resource whose fields are ``dg.EnvVar``s for the variables this deployment sets (others: settings)."""
+        env = os.environ if environ is None else environ
+        backed = {name: dg.EnvVar(_env_of(name)) for name in DEPLOYMENT_FIELDS if env.get(_env_of(name))}
+        return cls(**backed)
+
+    def settings(self) -> InstallationSettings:
+        """The installation settings, with this resource's explicit fields winning."""
+        flags = {name: getattr(self, name) for name in DEPLOYMENT_FIELDS if name != "settings_file"}
+        return load_settings(flags, settings_file=self.settings_file)
+
     def paths(self) -> DataPaths:
-        """The resolved directories (explicit fields win over environment variables)."""
-        base = DataPaths.from_env(self.data_root)
-        return DataPaths(
-            root=base.root,
-            segments=DataPaths.from_root(self.segments_dir).root if self.segments_dir else base.segments,
-            parquet=DataPaths.from_root(self.parquet_dir).root if self.parquet_dir else base.parquet,
-            quarantine=DataPaths.from_root(self.quarantine_dir).root if self.quarantine_dir else base.quarantine,
-            dagster_home=base.dagster_home,
-        )
+        """The resolved directories (explicit fields win over the environment and the settings file)."""
+        return self.settings().paths()
 
     def output_fs(self) -> FileSystem:
         """File operations for Parquet and quarantine writes; a subclass can inject faults (retry tests)."""
         return LOCAL_FS
+
+
+def _env_of(field_name: str) -> str:
+    return SETTINGS_FILE_ENV if field_name == "settings_file" else env_name(field_name)

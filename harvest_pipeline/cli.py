@@ -14,7 +14,7 @@ COMMAND_MODULES = [
     "harvest_pipeline.up",
     "harvest_pipeline.status",
 ]
-"""Modules that each define ``register(subparsers)`` adding one subcommand whose handler is ``args.run(args)``."""
+"""Modules that each define ``register(subparsers)`` adding their subcommands; each handler is ``args.run(args)``."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """Where harvest keeps its data: one data root, and every area derived from it.
 
-The data root defaults to ``./data`` and is overridden by ``HARVEST_DATA_ROOT``; each area can be moved on its own
-with the variables below (e.g. Parquet on a bigger disk). The collector, Dagster and the CLI all resolve paths here,
-so they can never disagree about where a segment or a Parquet file lives.
+The data root and the areas are installation settings (``harvest_pipeline.settings``: ``data_root``, default
+``./data``, ``HARVEST_DATA_ROOT``; each area can be moved on its own, e.g. Parquet on a bigger disk). The collector,
+Dagster and the CLI all resolve paths here, so they can never disagree about where a segment or a Parquet file lives.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA_ROOT_ENV = "HARVEST_DATA_ROOT"
-SEGMENTS_ENV = "HARVEST_SEGMENTS_DIR"
-PARQUET_ENV = "HARVEST_PARQUET_DIR"
-QUARANTINE_ENV = "HARVEST_QUARANTINE_DIR"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 
 
@@ -46,17 +43,7 @@ class DataPaths:
 
     @classmethod
     def from_env(cls, root: str | os.PathLike[str] | None = None) -> DataPaths:
-        """The configured paths: ``root`` (or ``HARVEST_DATA_ROOT``, or ``./data``) with per-area env overrides."""
-        defaults = cls.from_root(root or os.environ.get(DATA_ROOT_ENV) or "data")
+        """The installation's paths (settings file, ``HARVEST_*`` environment), ``root`` overriding the data root."""
+        from harvest_pipeline.settings import load_settings  # the settings build DataPaths: imported late, no cycle
 
-        def pick(env: str, default: Path) -> Path:
-            value = os.environ.get(env)
-            return Path(value).resolve() if value else default
-
-        return cls(
-            root=defaults.root,
-            segments=pick(SEGMENTS_ENV, defaults.segments),
-            parquet=pick(PARQUET_ENV, defaults.parquet),
-            quarantine=pick(QUARANTINE_ENV, defaults.quarantine),
-            dagster_home=pick(DAGSTER_HOME_ENV, defaults.dagster_home),
-        )
+        return load_settings({"data_root": root}).paths()

@@ -5,6 +5,9 @@ A child that exits is restarted after a capped exponential backoff; each restart
 keeps crashing (``max_restarts`` within ``restart_window_s``) stops the whole tree with a clear message instead of
 looping silently. Each child runs in its own process group so its own children (Dagster run workers, code servers) are
 stopped with it.
+
+A child's stdout and stderr come through one pipe the supervisor drains in its event loop into ``logs/<child>.log``,
+rotated at a size (``RotatingLog``): whole lines only, so no line is torn between two files or lost in a rotation.
 """
 
 from __future__ import annotations
@@ -23,15 +26,95 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+LOG_MAX_BYTES = 20 * 1024 * 1024
+LOG_BACKUPS = 5
+READ_CHUNK_BYTES = 64 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ChildSpec:
-    """How to run one supervised child."""
+    """How to run one supervised child. ``env`` is laid over the supervisor's environment; a ``None`` value removes
+    that variable. ``log_path`` collects stdout and stderr, rotated at ``log_max_bytes`` keeping ``log_backups``."""
 
     name: str
     argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str | None] = field(default_factory=dict)
     log_path: Path | None = None
     stop_timeout_s: float = 20.0
+    log_max_bytes: int = LOG_MAX_BYTES
+    log_backups: int = LOG_BACKUPS
+
+
+class RotatingLog:
+    """An append-only log file that rotates to ``<name>.1`` … ``<name>.<backups>`` before it would pass ``max_bytes``.
+
+    It is written whole lines at a time; a line longer than ``max_bytes`` gets a file of its own. On-disk bytes stay
+    within ``(backups + 1) * max_bytes`` (plus one over-long line).
+    """
+
+    def __init__(self, path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "ab")  # noqa: SIM115 - kept open across writes, closed by close()/rotation
+        self._size = self._file.tell()
+
+    def write_lines(self, data: bytes) -> None:
+        """Append ``data`` (complete lines, each ending in a newline), rotating between lines when it is time."""
+        if self._size + len(data) <= self.max_bytes:
+            self._append(data)
+            return
+        start = 0
+        while start < len(data):
+            newline = data.find(b"\n", start)
+            end = len(data) if newline < 0 else newline + 1
+            line = data[start:end]
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._append(line)
+            start = end
+
+    def _append(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for number in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{number}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{number + 1}"))
+        if self.backups:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+        self._file = open(self.path, "ab")  # noqa: SIM115 - see __init__
+        self._size = 0
+
+    def close(self) -> None:
+        """Close the current file."""
+        self._file.close()
+
+
+async def copy_lines(reader: asyncio.StreamReader, target: RotatingLog, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    """Copy a child's output into ``target`` until end of file, whole lines at a time.
+
+    A final partial line is ended with a newline; a line longer than ``max_line_bytes`` is cut there.
+    """
+    pending = b""
+    while chunk := await reader.read(READ_CHUNK_BYTES):
+        pending += chunk
+        cut = pending.rfind(b"\n") + 1
+        if not cut and len(pending) >= max_line_bytes:
+            cut, pending = len(pending) + 1, pending + b"\n"  # an endless line: end it rather than hold it all
+        if cut:
+            target.write_lines(pending[:cut])
+            pending = pending[cut:]
+    if pending:
+        target.write_lines(pending + b"\n")
 
 
 @dataclass
@@ -44,6 +127,8 @@ class ChildState:
     restarts: int = 0
     last_exit_code: int | None = None
     recent_crashes: deque[float] = field(default_factory=deque)
+    log: RotatingLog | None = None
+    output_copies: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def pid(self) -> int | None:
@@ -125,21 +210,20 @@ class Supervisor:
     async def _start(self, state: ChildState) -> None:
         spec = state.spec
         env = {**os.environ, **spec.env}
-        output = None
-        if spec.log_path is not None:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            output = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-        try:
-            state.process = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                env=env,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT if output else None,
-                start_new_session=True,
-            )
-        finally:
-            if output is not None:
-                output.close()
+        piped = spec.log_path is not None
+        state.process = await asyncio.create_subprocess_exec(
+            *spec.argv,
+            env={name: value for name, value in env.items() if value is not None},
+            stdout=asyncio.subprocess.PIPE if piped else None,
+            stderr=asyncio.subprocess.STDOUT if piped else None,
+            start_new_session=True,
+        )
+        if spec.log_path is not None and state.process.stdout is not None:
+            if state.log is None:
+                state.log = RotatingLog(spec.log_path, spec.log_max_bytes, spec.log_backups)
+            copy = asyncio.create_task(copy_lines(state.process.stdout, state.log), name=f"log-{spec.name}")
+            state.output_copies.add(copy)
+            copy.add_done_callback(state.output_copies.discard)
         state.starts += 1
         log.info("started %s (pid %d)", spec.name, state.process.pid)
         self._emit("started", state)
@@ -151,6 +235,17 @@ class Supervisor:
         """
         for state in reversed(self.children.values()):
             await self._stop(state)
+        for state in self.children.values():
+            await self._finish_log(state)
+
+    async def _finish_log(self, state: ChildState) -> None:
+        """Copy what the stopped child's pipe still holds, then close its log."""
+        if state.output_copies:
+            await asyncio.wait(set(state.output_copies), timeout=5.0)
+        for copy in set(state.output_copies):
+            copy.cancel()
+        if state.log is not None:
+            state.log.close()
 
     async def _stop(self, state: ChildState) -> None:
         process = state.process

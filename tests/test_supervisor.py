@@ -90,3 +90,47 @@ def test_stopping_kills_the_childs_own_children(tmp_path: Path) -> None:
         asyncio.run(asyncio.sleep(0.1))
     else:
         raise AssertionError(f"grandchild {grandchild} survived the stop")
+
+
+def test_child_logs_rotate_at_their_size_keeping_every_newest_line_whole(tmp_path: Path) -> None:
+    lines = 60_000
+    chatty = [
+        sys.executable,
+        "-c",
+        "import sys\n"
+        f"for n in range({lines}):\n"
+        "    stream = sys.stdout if n % 2 else sys.stderr\n"
+        "    stream.write(f'line {n:07d} ' + 'x' * (n % 97) + '\\n')\n"
+        "    stream.flush()\n"
+        "import time; time.sleep(600)",
+    ]
+    log_path = tmp_path / "logs" / "chatty.log"
+    max_bytes, backups = 256 * 1024, 3
+
+    async def scenario() -> int:
+        spec = ChildSpec("chatty", chatty, log_path=log_path, log_max_bytes=max_bytes, log_backups=backups)
+        supervisor = Supervisor([spec])
+        task = asyncio.create_task(supervisor.run())
+        last = f"line {lines - 1:07d} ".encode()
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if log_path.exists() and last in log_path.read_bytes():
+                break
+        supervisor.request_stop()
+        return await task
+
+    assert asyncio.run(scenario()) == 0
+    files = [log_path.with_name(f"chatty.log.{n}") for n in range(backups, 0, -1)] + [log_path]
+    assert all(path.exists() for path in files), "the log rotated through every backup"
+    assert not log_path.with_name(f"chatty.log.{backups + 1}").exists()
+    sizes = [path.stat().st_size for path in files]
+    assert all(size <= max_bytes for size in sizes), sizes
+    kept = b"".join(path.read_bytes() for path in files).decode().splitlines()
+    numbers = []
+    for line in kept:
+        head, _, tail = line.partition(" ")[2].partition(" ")
+        assert line.startswith("line ") and tail == "x" * (int(head) % 97), f"torn line {line!r}"
+        numbers.append(int(head))
+    # stdout and stderr share one pipe, so their order is the child's; no line is lost across the rotations
+    assert numbers == list(range(numbers[0], lines)), "lines lost or reordered between files"
+    assert numbers[0] > 0, "older lines were rotated away, so the bound held"

@@ -1,7 +1,9 @@
 """`harvest collect`: run the collector until SIGTERM/SIGINT.
 
-Every ``CollectorConfig`` field is a flag (``--segment-max-age-s 60``) and an environment variable
-(``HARVEST_SEGMENT_MAX_AGE_S``); flags win over the environment, which wins over defaults.
+Every installation setting the collector uses (``--symbols``, ``--data-root``, ``--ws-base`` …) and every
+``CollectorConfig`` tuning field (``--segment-max-bytes``, ``--watchdog-s`` …) is a flag and an environment variable
+(``HARVEST_SYMBOLS``, ``HARVEST_WATCHDOG_S``); flags win over the environment, which wins over the settings file
+(``HARVEST_SETTINGS_FILE``, installation settings only) and the defaults.
 """
 
 from __future__ import annotations
@@ -10,42 +12,53 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
-from harvest_pipeline.collector.config import CollectorConfig, config_with_overrides, env_name
+from harvest_pipeline.collector.config import INSTALLATION_FIELDS, CollectorConfig, config_with_overrides
 from harvest_pipeline.collector.service import CollectorLocked, CollectorService, load_file_system, run_until_signalled
-from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.settings import InstallationSettings, env_name, load_settings
 
 log = logging.getLogger(__name__)
+
+INSTALLATION_FLAGS = ("data_root", "segments_dir", *INSTALLATION_FIELDS)
+"""Installation settings ``harvest collect`` accepts as flags: where to write, and the fields it shares."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``collect`` subcommand."""
     parser = subparsers.add_parser("collect", help="record Binance USD-M websocket frames into raw segments")
-    defaults = CollectorConfig()
-    for field in dataclasses.fields(CollectorConfig):
-        default = getattr(defaults, field.name)
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        if isinstance(default, dict):
-            shown = ",".join(f"{k}={v}" for k, v in default.items())
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            dest=field.name,
-            default=None,
-            help=f"env {env_name(field.name)}; default {shown}",
-        )
+    settings, config = InstallationSettings(), CollectorConfig()
+    defaults = {name: getattr(settings, name) for name in INSTALLATION_FLAGS}
+    for f in dataclasses.fields(CollectorConfig):
+        defaults.setdefault(f.name, getattr(config, f.name))
+    for name, default in defaults.items():
+        flag, shown = f"--{name.replace('_', '-')}", _shown(default)
+        parser.add_argument(flag, dest=name, default=None, help=f"env {env_name(name)}; default {shown}")
     parser.set_defaults(run=run_collect)
 
 
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(default)
+    if isinstance(default, dict):
+        return ",".join(f"{k}={v}" for k, v in default.items())
+    return str(default)
+
+
 def run_collect(args: argparse.Namespace) -> int:
-    """Build the configuration from defaults, environment and flags, then run the collector."""
-    flags = {field.name: getattr(args, field.name) for field in dataclasses.fields(CollectorConfig)}
+    """Resolve the installation settings, then the collector's own tuning, then run the collector."""
+    installation_flags = {name: getattr(args, name) for name in INSTALLATION_FLAGS}
+    tuning_flags = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(CollectorConfig) if f.name not in INSTALLATION_FIELDS
+    }
     try:
-        config = config_with_overrides(CollectorConfig.from_env(), flags)
+        settings = load_settings(installation_flags)
+        config = config_with_overrides(CollectorConfig.from_settings(settings), tuning_flags)
         fs = load_file_system(config.fs_factory)
     except (ValueError, ImportError, AttributeError, TypeError) as exc:
         log.error("invalid collector configuration: %s", exc)
         return 2
-    paths = DataPaths.from_env(config.data_root)
+    paths = settings.paths()
     log.info("collector %s: %d symbols, segments under %s", config.collector_id, len(config.symbols), paths.segments)
     try:
         return asyncio.run(run_until_signalled(CollectorService(config, paths, fs)))

@@ -1,6 +1,9 @@
 """Collector settings: one typed object with defaults, overridable by ``HARVEST_*`` environment variables and CLI flags.
 
-Precedence: CLI flag > environment variable > default. ``CollectorConfig.from_env`` reads the environment;
+What the whole installation must agree on (symbols, exchange bases, metrics address, segment age, the data root) comes
+from the installation settings (``harvest_pipeline.settings``: flag > env > settings file > default); the fields below
+that mirror them take their defaults from there. The rest is this process's own tuning (queues, watchdog, backoff …):
+CLI flag > ``HARVEST_<FIELD>`` environment variable > default. ``CollectorConfig.from_env`` reads both;
 ``harvest collect`` then applies the flags it was given (``config_with_overrides``).
 """
 
@@ -8,11 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from harvest_pipeline.segments import validate_collector_id
+from harvest_pipeline.settings import InstallationSettings, env_name, load_settings
 from harvest_pipeline.symbols import validate_symbol
+
+DEFAULT_SETTINGS = InstallationSettings()
 
 MAX_STREAMS_PER_CONNECTION = 200
 
@@ -28,13 +35,12 @@ DEFAULT_ROUTES: dict[str, str] = {
 class CollectorConfig:
     """Everything the collector can be told. Times are seconds, sizes bytes."""
 
-    symbols: tuple[str, ...] = ("BTCUSDT",)
+    symbols: tuple[str, ...] = DEFAULT_SETTINGS.symbols
     stream_kinds: tuple[str, ...] = ("aggTrade", "depth@100ms", "bookTicker")
     routes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
-    ws_base: str = "wss://fstream.binance.com"
-    rest_base: str = "https://fapi.binance.com"
+    ws_base: str = DEFAULT_SETTINGS.ws_base
+    rest_base: str = DEFAULT_SETTINGS.rest_base
     collector_id: str = "c1"
-    data_root: str | None = None
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
     max_frame_bytes: int = 4 * 1024 * 1024
     connect_timeout_s: float = 10.0
@@ -50,7 +56,7 @@ class CollectorConfig:
     rest_weight_per_minute: int = 1200
     rest_timeout_s: float = 10.0
     snapshot_retry_max_s: float = 60.0
-    segment_max_age_s: float = 60.0
+    segment_max_age_s: float = DEFAULT_SETTINGS.segment_max_age_s
     segment_max_bytes: int = 64 * 1024 * 1024
     fsync_interval_s: float = 1.0
     queue_max_lines: int = 200_000
@@ -59,8 +65,8 @@ class CollectorConfig:
     write_retry_max_s: float = 5.0
     disk_free_warn_bytes: int = 2 * 1024**3
     shutdown_deadline_s: float = 15.0
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 9108
+    metrics_host: str = DEFAULT_SETTINGS.metrics_host
+    metrics_port: int = DEFAULT_SETTINGS.metrics_port
     ready_file: str | None = None
     fs_factory: str | None = None
 
@@ -87,16 +93,28 @@ class CollectorConfig:
         return grouped
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> CollectorConfig:
-        """Defaults overridden by ``HARVEST_<FIELD>`` variables (e.g. ``HARVEST_SYMBOLS=BTCUSDT,ETHUSDT``)."""
+    def from_settings(cls, settings: InstallationSettings, environ: Mapping[str, str] | None = None) -> CollectorConfig:
+        """The installation's values for the shared fields, then ``HARVEST_<FIELD>`` variables for the tuning ones."""
         env = os.environ if environ is None else environ
-        overrides = {f.name: env[env_name(f.name)] for f in dataclasses.fields(cls) if env_name(f.name) in env}
-        return config_with_overrides(cls(), overrides)
+        shared = {name: getattr(settings, name) for name in INSTALLATION_FIELDS}
+        tuning = {
+            f.name: env[env_name(f.name)]
+            for f in dataclasses.fields(cls)
+            if f.name not in INSTALLATION_FIELDS and env_name(f.name) in env
+        }
+        return config_with_overrides(cls(**shared), tuning)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CollectorConfig:
+        """The installation settings (file and ``HARVEST_*`` variables) and the tuning variables of ``environ``."""
+        env = os.environ if environ is None else environ
+        return cls.from_settings(load_settings(environ=env), env)
 
 
-def env_name(field_name: str) -> str:
-    """The environment variable that overrides a config field."""
-    return f"HARVEST_{field_name.upper()}"
+INSTALLATION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(CollectorConfig) if f.name in InstallationSettings.__dataclass_fields__
+)
+"""The collector fields that are installation settings: set them through the installation settings."""
 
 
 def config_with_overrides(config: CollectorConfig, overrides: dict[str, Any]) -> CollectorConfig:
