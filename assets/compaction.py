@@ -8,10 +8,11 @@ A run may cover a range of segment partitions (``BackfillPolicy.single_run``): t
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, table_schema
 from assets.resources import HarvestStorage
 from harvest_pipeline import schema, segments
 from harvest_pipeline.compaction import DATA_KINDS, CompactionReport, SegmentUnreadable, compact_segment, reconcile
@@ -19,7 +20,24 @@ from harvest_pipeline.compaction import DATA_KINDS, CompactionReport, SegmentUnr
 SEGMENT_PARTITIONS = dg.DynamicPartitionsDefinition(name="segments")
 """One partition per sealed segment, registered by the ``sealed_segments`` sensor."""
 
+SEALED_SEGMENTS = dg.AssetSpec(
+    "sealed_segments",
+    group_name="raw",
+    description="Sealed JSONL segments the collector wrote: `segments/sealed/date=YYYY-MM-DD/<name>.jsonl` with a "
+    "`.meta.json` sidecar each (harvest_pipeline/segments). Written outside Dagster; the `sealed_segments` sensor "
+    "registers each new one as a `segments` partition of the raw kinds. Unpartitioned: one folder, read by every "
+    "segment partition (docs/compaction.md, lineage).",
+    kinds={"jsonl"},
+    owners=OWNERS,
+    code_version=f"format-{segments.FORMAT_VERSION}",
+)
+"""The external source of the raw kinds: declared, never materialized by Dagster."""
+
 RAW_KIND_KEYS = {kind: dg.AssetKey(kind) for kind in schema.RAW_KINDS}
+COMPACTION_LOGIC_VERSION = 1
+"""Bump when ``harvest_pipeline.compaction`` changes what it writes for the same segment."""
+RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=10), warn_window=timedelta(minutes=5))
+"""Segments seal every minute and are compacted within seconds: 10 minutes without a compaction is an outage."""
 
 COMPACTION_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 """Transient I/O (a full or flaky disk) is retried after ~2, 4, 8 s; permanent failures skip retries."""
@@ -41,7 +59,17 @@ _DESCRIPTIONS = {
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, group_name="raw", description=f"{_DESCRIPTIONS[kind]} Files: date=/symbol=/kind={kind}/.")
+        dg.AssetSpec(
+            key,
+            deps=[SEALED_SEGMENTS],
+            group_name="raw",
+            description=f"{_DESCRIPTIONS[kind]} Files: date=/symbol=/kind={kind}/.",
+            metadata={COLUMN_SCHEMA: table_schema(schema.RAW_KINDS[kind])},
+            kinds={"duckdb", "parquet"},
+            owners=OWNERS,
+            code_version=code_version(COMPACTION_LOGIC_VERSION, schema.RAW_KINDS[kind]),
+            freshness_policy=RAW_FRESHNESS,
+        )
         for kind, key in RAW_KIND_KEYS.items()
     ],
     check_specs=[
@@ -152,9 +180,11 @@ def kind_metadata(kind: str, reports: list[CompactionReport]) -> dict[str, dg.Me
     rows_by_partition: Counter[str] = Counter()
     for f in files:
         rows_by_partition[f"{f.date}/{f.symbol}"] += f.rows
+    rows = sum(f.rows for f in files)
     metadata: dict[str, dg.MetadataValue] = {
+        ROW_COUNT: dg.MetadataValue.int(rows),
         "segments": dg.MetadataValue.int(len(reports)),
-        "rows": dg.MetadataValue.int(sum(f.rows for f in files)),
+        "rows": dg.MetadataValue.int(rows),
         "rows_by_date_symbol": dg.MetadataValue.json(dict(sorted(rows_by_partition.items()))),
         "bytes": dg.MetadataValue.int(sum(f.bytes for f in files)),
         "files": dg.MetadataValue.int(len(files)),
@@ -223,4 +253,4 @@ COMPACTION_JOB = dg.define_asset_job(
     description="Compact sealed segments (a partition range runs as one run).",
 )
 
-COMPACTION_ASSETS = [raw_market_data]
+COMPACTION_ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [SEALED_SEGMENTS, raw_market_data]

@@ -1,37 +1,37 @@
 """Daily consolidation assets: one ``<kind>_daily`` asset per raw kind, partitioned by UTC date x symbol."""
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.compaction import RAW_KIND_KEYS
+from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, table_schema
 from assets.resources import HarvestStorage
+from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.features.quality import MAX_DUPLICATE_RATE
+from harvest_pipeline.schema import RAW_KINDS
+from harvest_pipeline.settings import env_name, load_settings
 from harvest_pipeline.store import DEDUP_KEYS
 from harvest_pipeline.store.consolidation import consolidate
-from harvest_pipeline.symbols import validate_symbol
 
-SYMBOLS_ENV = "HARVEST_SYMBOLS"
-START_DATE_ENV = "HARVEST_START_DATE"
+SYMBOLS_ENV = env_name("symbols")
+START_DATE_ENV = env_name("start_date")
 
 
 def configured_symbols() -> list[str]:
-    """The symbols the collector records (``HARVEST_SYMBOLS``, comma separated; default BTCUSDT).
+    """The symbols the collector records: the installation setting ``symbols`` (``HARVEST_SYMBOLS``, the settings
+    file, or the one default in ``harvest_pipeline.settings``), read afresh on every call.
 
     A symbol becomes a partition key and a ``symbol=`` folder, so each one must pass the one symbol rule
     (``harvest_pipeline.symbols``); anything else stops the definitions from loading, naming the symbol.
     """
-    symbols = [s.strip().upper() for s in os.environ.get(SYMBOLS_ENV, "BTCUSDT").split(",") if s.strip()]
-    try:
-        return [validate_symbol(symbol) for symbol in symbols]
-    except ValueError as exc:
-        raise ValueError(f"{SYMBOLS_ENV}: {exc}") from None
+    return list(load_settings().symbols)
 
 
 DAY_SYMBOL_PARTITIONS = dg.MultiPartitionsDefinition(
     {
-        "date": dg.DailyPartitionsDefinition(start_date=os.environ.get(START_DATE_ENV, "2026-01-01"), end_offset=1),
+        "date": dg.DailyPartitionsDefinition(start_date=load_settings().start_date, end_offset=1),
         "symbol": dg.StaticPartitionsDefinition(configured_symbols()),
     }
 )
@@ -40,6 +40,22 @@ DAY_SYMBOL_PARTITIONS = dg.MultiPartitionsDefinition(
 CONSOLIDATED_KINDS = tuple(DEDUP_KEYS)
 CHECKED_KINDS = ("prices", "bookticker", "orderbook")
 """Market-data kinds whose duplicate rates are checked (exchange ids; the ledger has none)."""
+CONSOLIDATION_LOGIC_VERSION = 1
+"""Bump when ``harvest_pipeline.store.consolidation`` changes what a day file holds."""
+NIGHTLY_CRON = "20 0 * * *"
+"""00:20 UTC: yesterday is consolidated once late segments of the day have been compacted."""
+_NIGHTLY_TICK: dg.AutomationCondition = dg.AutomationCondition.cron_tick_passed(NIGHTLY_CRON, "UTC")
+NIGHTLY_CONSOLIDATION = (
+    dg.AutomationCondition.in_latest_time_window(dt.timedelta(days=2))
+    & ~dg.AutomationCondition.in_latest_time_window()
+    & _NIGHTLY_TICK.since_last_handled()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("nightly: yesterday after 00:20 UTC")
+"""Yesterday's partition of every symbol (the latest date partition is today), once per 00:20 UTC tick. It reads
+no dependency: whether the raw kinds changed is data dependent (a segment may hold any day), so the condition never
+walks the ``segments`` partitions behind ``AllPartitionMapping``."""
+DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 1 * * *", lower_bound_delta=dt.timedelta(hours=1))
+"""Consolidated between 00:00 and 01:00 UTC each day (the nightly run at 00:20), or later by late data."""
 
 
 def daily_asset_key(kind: str) -> dg.AssetKey:
@@ -60,6 +76,13 @@ def partition_day_symbol(context: dg.AssetExecutionContext) -> tuple[dt.date, st
             group_name="daily",
             description=f"`{kind}` of one UTC day x symbol merged into one sorted file, deduplicated by "
             f"{', '.join(DEDUP_KEYS[kind])}; swapped in atomically so readers never see parts and day file together.",
+            deps=[dg.AssetDep(RAW_KIND_KEYS[kind], partition_mapping=dg.AllPartitionMapping())],
+            metadata={COLUMN_SCHEMA: table_schema(RAW_KINDS[kind])},
+            kinds={"duckdb", "parquet"},
+            owners=OWNERS,
+            code_version=code_version(CONSOLIDATION_LOGIC_VERSION, RAW_KINDS[kind]),
+            automation_condition=NIGHTLY_CONSOLIDATION,
+            freshness_policy=DAILY_FRESHNESS,
         )
         for kind in CONSOLIDATED_KINDS
     ],
@@ -73,6 +96,7 @@ def partition_day_symbol(context: dg.AssetExecutionContext) -> tuple[dt.date, st
     ],
     partitions_def=DAY_SYMBOL_PARTITIONS,
     can_subset=True,
+    pool=DUCKDB_POOL,
 )
 def daily_consolidation(context: dg.AssetExecutionContext, storage: HarvestStorage) -> Iterator:
     """Consolidate each selected kind of the partition's day x symbol (a no-op for a kind already consolidated)."""
@@ -85,6 +109,7 @@ def daily_consolidation(context: dg.AssetExecutionContext, storage: HarvestStora
         yield dg.MaterializeResult(
             asset_key=key,
             metadata={
+                ROW_COUNT: result.rows_out,
                 "rows_in": result.rows_in,
                 "rows_out": result.rows_out,
                 "duplicates_removed": result.duplicates_removed,

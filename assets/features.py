@@ -1,11 +1,14 @@
 """``features_1s``: the per-second research table of one UTC day x symbol, with its quality checks and chart."""
 
+import datetime as dt
 
 import dagster as dg
 
 from assets.consolidation import DAY_SYMBOL_PARTITIONS, daily_asset_key, partition_day_symbol
+from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, table_schema
 from assets.resources import HarvestStorage
 from harvest_pipeline.atomic_write import write_bytes_atomically
+from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.features.chart import render_chart
 from harvest_pipeline.features.quality import (
     MAX_EMPTY_MINUTE_RATE,
@@ -18,13 +21,21 @@ from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_fea
 from harvest_pipeline.schema import FEATURES_1S
 
 DEFAULTS = FeatureParams()
-COLUMN_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn(field.name, str(field.type), constraints=dg.TableColumnConstraints(nullable=field.nullable))
-        for field in FEATURES_1S
-    ]
+FEATURE_KINDS = ("prices", "bookticker", "events")
+"""The daily kinds a features day reads."""
+FEATURES_LOGIC_VERSION = 1
+"""Bump when ``harvest_pipeline.features`` computes different values from the same raw rows."""
+FEATURES_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(minutes=15), warn_window=dt.timedelta(minutes=9)
 )
-"""The columns of ``features_1s`` as Dagster shows them, from the table's own schema (docs/features.md defines them)."""
+"""Today is refreshed every 3 minutes while raw parts arrive (``features_refresh``): 3 missed refreshes warn, 5 fail."""
+AFTER_CONSOLIDATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after its day's consolidation")
+"""A day x symbol is rebuilt once its consolidated kinds updated (the nightly run, or late data for a past day), when
+no consolidation of it is still running. Today's partition is refreshed by the ``features_refresh`` sensor instead."""
 
 
 class FeaturesConfig(dg.Config):
@@ -60,11 +71,16 @@ FEATURE_CHECK_SPECS = [
 
 @dg.asset(
     partitions_def=DAY_SYMBOL_PARTITIONS,
-    deps=[daily_asset_key(kind) for kind in ("prices", "bookticker", "events")],
+    deps=[daily_asset_key(kind) for kind in FEATURE_KINDS],
     check_specs=FEATURE_CHECK_SPECS,
     group_name="features",
     kinds={"duckdb", "parquet"},
-    metadata={"dagster/column_schema": COLUMN_SCHEMA},
+    owners=OWNERS,
+    code_version=code_version(FEATURES_LOGIC_VERSION, FEATURES_1S),
+    metadata={COLUMN_SCHEMA: table_schema(FEATURES_1S)},
+    automation_condition=AFTER_CONSOLIDATION,
+    freshness_policy=FEATURES_FRESHNESS,
+    pool=DUCKDB_POOL,
 )
 def features_1s(
     context: dg.AssetExecutionContext, config: FeaturesConfig, storage: HarvestStorage
@@ -85,8 +101,8 @@ def features_1s(
     trades = feature_day.table.column("trade_count").to_numpy()
     return dg.MaterializeResult(
         metadata={
+            ROW_COUNT: feature_day.table.num_rows,
             "path": dg.MetadataValue.path(str(path)),
-            "rows": feature_day.table.num_rows,
             "trades": int(trades.sum()),
             "non_empty_seconds": int((trades > 0).sum()),
             "recorded_seconds": int(feature_day.table.column("recorded").to_numpy(zero_copy_only=False).sum()),

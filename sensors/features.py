@@ -1,16 +1,20 @@
-"""When features are built: a throttled refresh after new raw parts for any day, and a nightly final build.
+"""``features_refresh``: what only a sensor can see, the raw Parquet files of today and which past day a compaction
+run wrote to. Everything Dagster can see by itself is declared on the assets (``harvest_automation``):
 
 - ``features_refresh`` (sensor, every 3 min at most), per symbol:
   - today: if today's raw Parquet (prices, bookticker, events) changed since the last request (newest file time),
-    request ``features_1s`` for (today, symbol);
+    request ``features_1s`` for (today, symbol) (``features_refresh_job``; today is not consolidated during the day);
   - every other day that received new part files since the cursor: compaction's materializations of the raw kinds
-    name the date x symbol each one wrote (metadata ``rows_by_date_symbol``). A past day is consolidated again and its
-    features rebuilt (``features_final_job``), so late data after the nightly build is reflected; a day that is not
-    a partition (before ``HARVEST_START_DATE``, or ahead of today: a collector clock running fast) is logged and
-    skipped. The cursor is the storage id of the last materialization read per kind, so a tick reads only what is
-    new (at most ``MAX_EVENTS_PER_TICK`` per kind), never the history.
-- ``features_nightly`` (schedule, 00:20 UTC): consolidate yesterday's raw kinds and build its final features, per
-  symbol, once late segments have been compacted.
+    name the date x symbol each one wrote (metadata ``rows_by_date_symbol``), a mapping from segment to days that
+    only the data knows, so no partition mapping can say it. A past day is consolidated again
+    (``features_final_job``), and the automation condition of ``features_1s`` rebuilds its features after that, so
+    late data after the nightly build is reflected; a day that is not a partition (before ``HARVEST_START_DATE``,
+    or ahead of today: a collector clock running fast) is logged and skipped. The cursor is the storage id of the
+    last materialization read per kind, so a tick reads only what is new (at most ``MAX_EVENTS_PER_TICK`` per kind),
+    never the history.
+- ``harvest_automation`` (automation condition sensor, running by default): evaluates the conditions declared on
+  the assets, the nightly consolidation of yesterday after 00:20 UTC (``assets.consolidation``) and the rebuild of
+  a day's features after its consolidation (``assets.features``).
 """
 
 import datetime as dt
@@ -33,6 +37,8 @@ from harvest_pipeline.schema import ALL_SYMBOLS
 
 REFRESH_INTERVAL_S = int(os.environ.get("HARVEST_FEATURES_REFRESH_S", "180"))
 """Minimum seconds between refresh ticks (``HARVEST_FEATURES_REFRESH_S``; tests and demos use less)."""
+AUTOMATION_INTERVAL_S = 30
+"""Seconds between evaluations of the asset automation conditions (Dagster's default)."""
 MAX_EVENTS_PER_TICK = 500
 """Materializations read per raw kind and tick; a longer backlog is read over the next ticks."""
 RAW_KEYS = {kind: dg.AssetKey(kind) for kind in CONSOLIDATED_KINDS}
@@ -41,8 +47,18 @@ RAW_KEYS = {kind: dg.AssetKey(kind) for kind in CONSOLIDATED_KINDS}
 features_refresh_job = dg.define_asset_job("features_refresh_job", selection=dg.AssetSelection.assets(features_1s))
 features_final_job = dg.define_asset_job(
     "features_final_job",
-    selection=dg.AssetSelection.assets(features_1s, *(daily_asset_key(kind) for kind in CONSOLIDATED_KINDS)),
+    selection=dg.AssetSelection.assets(*(daily_asset_key(kind) for kind in CONSOLIDATED_KINDS)),
+    description="Consolidate a past day again (late data); its final features follow by automation.",
 )
+HARVEST_AUTOMATION = dg.AutomationConditionSensorDefinition(
+    "harvest_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_INTERVAL_S,
+    emit_backfills=False,
+    description="Nightly consolidation of yesterday and features rebuilt after a day's consolidation.",
+)
+"""Runs, not backfills: one run per day x symbol, like the schedule and sensor runs it replaces or follows."""
 
 
 def day_symbol_key(day: dt.date, symbol: str) -> dg.MultiPartitionKey:
@@ -116,7 +132,7 @@ def day_symbols(cells: set[str], symbols: list[str]) -> tuple[set[tuple[dt.date,
 
 
 def late_day_requests(pairs: set[tuple[dt.date, str]], today: dt.date, marker: str) -> list[dg.RunRequest]:
-    """Consolidation + features for each past day x symbol (today is left to the file check)."""
+    """Consolidation of each past day x symbol (today is left to the file check)."""
     return [
         dg.RunRequest(
             run_key=f"late|{day}|{symbol}|{marker}",
@@ -134,7 +150,7 @@ def late_day_requests(pairs: set[tuple[dt.date, str]], today: dt.date, marker: s
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def features_refresh(context: dg.SensorEvaluationContext, storage: HarvestStorage) -> dg.SensorResult:
-    """Request features (and, for past days, consolidation) of every day x symbol that received new raw parts."""
+    """Request today's features, and a new consolidation of every past day x symbol that received new raw parts."""
     today = dt.datetime.now(dt.UTC).date()
     state = RefreshCursor.parse(context.cursor)
     symbols = configured_symbols()
@@ -162,21 +178,5 @@ def features_refresh(context: dg.SensorEvaluationContext, storage: HarvestStorag
     return dg.SensorResult(run_requests=requests, cursor=state.dump())
 
 
-@dg.schedule(
-    job=features_final_job,
-    cron_schedule="20 0 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-def features_nightly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    """Yesterday's consolidation and final features, one run per symbol."""
-    yesterday = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)
-    return [
-        dg.RunRequest(run_key=f"final|{yesterday}|{symbol}", partition_key=day_symbol_key(yesterday, symbol))
-        for symbol in configured_symbols()
-    ]
-
-
 FEATURE_JOBS = [features_refresh_job, features_final_job]
-FEATURE_SENSORS = [features_refresh]
-FEATURE_SCHEDULES = [features_nightly]
+FEATURE_SENSORS = [features_refresh, HARVEST_AUTOMATION]

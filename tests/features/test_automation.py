@@ -1,4 +1,5 @@
-"""The refresh sensor and the nightly schedule on a real Dagster instance, and the ``harvest features`` command."""
+"""The refresh sensor, the declared automation (nightly consolidation, features after a consolidation) on a real
+Dagster instance, and the ``harvest features`` command."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
+from assets.consolidation import CONSOLIDATED_KINDS, daily_asset_key, daily_consolidation
+from assets.features import features_1s
 from assets.resources import HarvestStorage
+from harvest_pipeline.definitions import defs
 from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.features.table import features_path
-from sensors.features import features_nightly, features_refresh
+from sensors.features import features_final_job, features_refresh
 from tests.features.rawdata import DAY, SYMBOL, T0, write_ticks, write_trades
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,10 +44,60 @@ def test_refresh_sensor_requests_today_once_per_change_of_its_raw_parts(tmp_path
         assert len(tick(first.cursor).run_requests) == 1
 
 
-def test_nightly_schedule_builds_yesterday_for_every_symbol():
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 1, 6, 0, 20, tzinfo=dt.UTC))
-    requests = features_nightly(context)
-    assert [(r.partition_key, r.run_key) for r in requests] == [(f"2026-01-05|{SYMBOL}", f"final|2026-01-05|{SYMBOL}")]
+def requested(result: dg.EvaluateAutomationConditionsResult) -> set[tuple[str, str | None]]:
+    """(asset, partition) pairs one automation evaluation requested."""
+    return {
+        (key.to_user_string(), partition)
+        for key in (*map(daily_asset_key, CONSOLIDATED_KINDS), features_1s.key)
+        for partition in result.get_requested_partitions(key)
+    }
+
+
+def at(day: dt.date, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=dt.UTC)
+
+
+def test_nightly_automation_consolidates_yesterday_and_builds_its_features_once_after_0020_utc(tmp_path):
+    yesterday = f"{DAY}|{SYMBOL}"
+    nightly = {(daily_asset_key(kind).to_user_string(), yesterday) for kind in CONSOLIDATED_KINDS}
+    after = DAY + dt.timedelta(days=1)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+
+        def evaluate(when: dt.datetime, cursor=None) -> dg.EvaluateAutomationConditionsResult:
+            return dg.evaluate_automation_conditions(defs, instance, evaluation_time=when, cursor=cursor)
+
+        before = evaluate(at(after, 0, 10))
+        assert requested(before) == set(), "nothing before the 00:20 tick"
+        tick = evaluate(at(after, 0, 21), before.cursor)
+        assert requested(tick) == nightly | {("features_1s", yesterday)}, "one day x symbol, daily kinds + features"
+        assert requested(evaluate(at(after, 0, 40), tick.cursor)) == set(), "once per tick"
+        next_night = evaluate(at(after + dt.timedelta(days=1), 0, 21), tick.cursor)
+        assert {partition for _, partition in requested(next_night)} == {f"{after}|{SYMBOL}"}
+
+
+def test_a_past_days_consolidation_rebuilds_its_features_by_automation(tmp_path):
+    write_trades(tmp_path / "parquet", [(T0 + 1_000, 1, "100", "2", False)])
+    write_trades(tmp_path / "parquet", [(T0 + 2_000, 2, "101", "1", True)], part="part-b")  # late data
+    partition = dg.MultiPartitionKey({"date": DAY.isoformat(), "symbol": SYMBOL})
+    resources = {"storage": HarvestStorage(data_root=str(tmp_path))}
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        quiet = dg.evaluate_automation_conditions(defs, instance)
+        assert requested(quiet) == set()
+
+        consolidated = dg.materialize(
+            [daily_consolidation], partition_key=partition, instance=instance, resources=resources
+        )  # what a features_final_job run of the refresh sensor does
+        assert consolidated.success and features_final_job.selection.resolve(defs.resolve_asset_graph()) == {
+            daily_asset_key(kind) for kind in CONSOLIDATED_KINDS
+        }
+        after = dg.evaluate_automation_conditions(defs, instance, cursor=quiet.cursor)
+        assert requested(after) == {("features_1s", str(partition))}
+        built = dg.materialize([features_1s], partition_key=partition, instance=instance, resources=resources)
+        assert built.success
+        trades = pq.read_table(features_path(tmp_path / "parquet", DAY, SYMBOL)).column("trade_count").to_pylist()
+        assert trades[:3] == [0, 1, 1], "the features hold the late trade"
+        assert requested(dg.evaluate_automation_conditions(defs, instance, cursor=after.cursor)) == set()
 
 
 def harvest_features(data_root: Path, *args: str) -> subprocess.CompletedProcess[str]:

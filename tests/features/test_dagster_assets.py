@@ -94,12 +94,13 @@ def test_materialized_features_match_the_reference_and_rerun_identically(tmp_pat
     prices = [m for m in final.get_asset_materialization_events() if m.asset_key == dg.AssetKey("prices_daily")]
     metadata = prices[0].materialization.metadata
     assert metadata["duplicates_removed"].value == 3 * 2  # 4 parts, each overlapping the previous by 2 rows
-    assert metadata["rows_out"].value == 45_000
+    assert metadata["rows_out"].value == metadata["dagster/row_count"].value == 45_000
     chart = [m for m in final.get_asset_materialization_events() if m.asset_key == dg.AssetKey("features_1s")]
     chart_file = Path(chart[0].materialization.metadata["chart_path"].value)
     assert chart_file.read_bytes().startswith(b"\x89PNG") and "chart" not in chart[0].materialization.metadata
     assert len(repr(chart[0].materialization.metadata)) < 4_000, "metadata stays small: the chart lives on disk"
     recorded = parts_table.column("recorded").to_pylist()
     assert chart[0].materialization.metadata["recorded_seconds"].value == sum(recorded)
+    assert chart[0].materialization.metadata["dagster/row_count"].value == 86_400
     assert not any(recorded[:25_200]) and all(recorded[25_300:86_000]), "recorded from the first raw row on"
     assert not math.isnan(parts_table.column("cvd").to_pylist()[-1])
