@@ -55,6 +55,7 @@ retention:
       skipped: 1
       failure: 30
       success: 7
+      started: 7
 """
 
 WORKSPACE_YAML = """\
