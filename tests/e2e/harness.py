@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from harvest_pipeline.up import SIMULATOR_READY_FILE, UP_STATE_FILE, free_port
+from tests.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -87,14 +88,7 @@ class RunningPipeline:
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM `up` and wait; returns its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout_s=timeout_s, group=False)
 
 
 def start_pipeline(

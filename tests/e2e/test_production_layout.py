@@ -29,6 +29,7 @@ from harvest_pipeline import segments
 from harvest_pipeline.up import free_port
 from tests.collector.harness import SimulatorProcess
 from tests.e2e.harness import http_json, wait_for
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -85,13 +86,7 @@ class Unit:
 
     def stop(self) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process, timeout_s=self.stop_timeout_s)
         with_group_gone(self.process.pid)
         return self.process.returncode
 

@@ -24,6 +24,7 @@ import pytest
 from harvest_pipeline.up import free_port
 from tests.e2e.harness import http_json, wait_for
 from tests.e2e.readme import EXAMPLE_DATE, REPO, command_matching, shell_commands, sql_statements, without_comment
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -116,13 +117,7 @@ def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshCopy]:
         print(copy.logs())
         raise
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process(process, signal.SIGINT, timeout_s=90)
 
 
 def _alive(copy: FreshCopy) -> bool:
@@ -214,11 +209,7 @@ def test_dagster_dev_opens_harvests_own_instance(stopped_copy: FreshCopy) -> Non
         print(log.read_text(errors="replace")[-6000:])
         raise
     finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
+        stop_process(dev, signal.SIGINT, timeout_s=60)
 
 
 def test_the_upgrade_migration_command_runs_on_harvests_instance(stopped_copy: FreshCopy) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.processes import system_tool_missing
+
 POSTGRES_LIB = Path("/usr/lib/postgresql")
 SERVICE_USER = "postgres"
 ROLE = "harvest"
@@ -42,10 +44,7 @@ def require_server_bin_dir() -> Path:
     """The server binaries; skip without them, except in CI where a missing PostgreSQL is a failure."""
     found = server_bin_dir()
     if found is None:
-        reason = f"PostgreSQL server binaries not found under {POSTGRES_LIB}/<version>/bin (apt-get install postgresql)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: {reason}; .ci/run installs it")
-        pytest.skip(reason)
+        system_tool_missing(f"no PostgreSQL binaries under {POSTGRES_LIB}/<version>/bin (apt-get install postgresql)")
     return found
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.store import kind_dir, visible_files
 from tests.compaction.frames import MS, SegmentBuilder, TrafficMix
 from tests.ops.postgres_server import PASSWORD, PostgresServer, running_postgres
+from tests.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -214,16 +214,6 @@ def start_daemon(paths: DataPaths, batch: int, log: Path) -> subprocess.Popen:
     )
 
 
-def stop_daemon(daemon: subprocess.Popen) -> None:
-    if daemon.poll() is None:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
-
-
 def failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """What the run's failure events say (step errors included)."""
     failures = (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)
@@ -287,7 +277,7 @@ def test_on_postgresql_two_runs_compact_concurrently_and_duckdb_steps_take_turns
             compactions = wait_for_runs(instance, "compact_segments", 2, started + 90, log)
             compacted_s = time.monotonic() - started
     finally:
-        stop_daemon(daemon)
+        stop_process(daemon, timeout_s=20)
 
     features_started = time.monotonic()
     materialize_features_concurrently(paths, tmp_path)

@@ -26,6 +26,7 @@ from websockets.sync.client import connect
 from harvest_pipeline.settings import SETTINGS_FILE_ENV
 from harvest_pipeline.up import free_port
 from tests.e2e.harness import wait_for
+from tests.processes import stop_process, system_tool_missing
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "nginx" / "harvest-dagster.conf"
@@ -35,10 +36,7 @@ USER, PASSWORD = "operator", "correct horse"
 def require(tool: str) -> str:
     found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin")
     if found is None:
-        reason = f"{tool} not installed (apt-get install -y nginx apache2-utils)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: {reason}; .ci/run installs it")
-        pytest.skip(reason)
+        system_tool_missing(f"{tool} not installed (apt-get install -y nginx apache2-utils)")
     return found
 
 
@@ -99,16 +97,6 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture
 def webserver(tmp_path: Path) -> Iterator[int]:
     """``harvest dagster webserver`` on a free loopback port, configured by a settings file; yields the port."""
@@ -130,7 +118,7 @@ def webserver(tmp_path: Path) -> Iterator[int]:
         print(log.read_text(errors="replace")[-4000:])
         raise
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def test_nginx_asks_for_credentials_and_proxies_the_loopback_only_dagster_ui(tmp_path: Path, webserver: int) -> None:
