@@ -184,7 +184,6 @@ def kind_metadata(kind: str, reports: list[CompactionReport]) -> dict[str, dg.Me
     metadata: dict[str, dg.MetadataValue] = {
         ROW_COUNT: dg.MetadataValue.int(rows),
         "segments": dg.MetadataValue.int(len(reports)),
-        "rows": dg.MetadataValue.int(rows),
         "rows_by_date_symbol": dg.MetadataValue.json(dict(sorted(rows_by_partition.items()))),
         "bytes": dg.MetadataValue.int(sum(f.bytes for f in files)),
         "files": dg.MetadataValue.int(len(files)),
