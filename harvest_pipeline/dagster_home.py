@@ -195,13 +195,22 @@ def _same_database(a: URL, b: URL) -> bool:
 
 def initialise_storage(home: Path) -> None:
     """Open the instance once so its run, event-log and schedule storage exists and is migrated (SQLite or
-    PostgreSQL alike)."""
+    PostgreSQL alike), and create the DuckDB pool's limit.
+
+    Dagster creates a pool's limit row lazily, when a step first claims a slot. Two run processes claiming at the
+    same moment both insert it, and on PostgreSQL the loser's step fails on the unique key. Created here, before any
+    run exists, it is only ever read. It is created only when absent: on PostgreSQL, Dagster's initialisation of an
+    existing row aborts its own transaction. An instance whose ``dagster.yaml`` sets no default pool limit is left as
+    it is.
+    """
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)
         instance.get_dynamic_partitions("harvest_init")
         instance.all_instigator_state()
+        if DUCKDB_POOL not in instance.event_log_storage.get_concurrency_keys():
+            instance.event_log_storage.initialize_concurrency_limit_to_default(DUCKDB_POOL)
 
 
 ORPHANED_RUN_MESSAGE = "harvest up restarted: the process running this run ended with the previous daemon"

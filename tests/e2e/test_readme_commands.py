@@ -202,7 +202,7 @@ def test_dagster_dev_opens_harvests_own_instance(stopped_copy: FreshCopy) -> Non
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for("dagster dev", lambda: http_json(f"{url}/server_info"), timeout_s=180, interval_s=2)
-        query = '{ runsOrError { ... on Runs { results { jobName status } } } }'
+        query = "{ runsOrError { ... on Runs { results { jobName status } } } }"
         runs = http_json(f"{url}/graphql", {"query": query})["data"]["runsOrError"]["results"]
         assert any(run["jobName"] == "compact_segments" and run["status"] == "SUCCESS" for run in runs), runs
     except BaseException:
@@ -216,4 +216,3 @@ def test_the_upgrade_migration_command_runs_on_harvests_instance(stopped_copy: F
     migrated = stopped_copy.shell(command_matching(r"dagster instance migrate$"))
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert str(stopped_copy.root / "data/dagster_home") in migrated.stdout + migrated.stderr
-
