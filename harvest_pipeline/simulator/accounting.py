@@ -1,4 +1,5 @@
-"""What the simulator sent: per connection and stream, frame counts, injected bad and repeated frames, first/last ids.
+"""What the simulator sent: per connection and stream, frame counts, injected bad and repeated frames, first/last ids;
+REST requests and their weight per clock minute; per symbol, the aggregate trade ids issued, skipped and forgotten.
 
 Counts are taken when a frame is handed to the socket, so a client that stayed connected received exactly
 ``frames + malformed + repeated`` frames per stream. Control replies are not counted.
@@ -72,17 +73,80 @@ class ConnectionRecord:
         }
 
 
+MINUTES_KEPT = 60
+"""Clock minutes of REST weight kept in ``weight_by_minute`` (the maximum covers the whole run)."""
+
+
 @dataclass
 class RestTally:
-    """REST requests answered, weight charged and requests rejected by HTTP status."""
+    """REST requests answered, weight charged (in total and per clock minute) and requests rejected by HTTP status."""
 
     requests: int = 0
     weight_used: int = 0
     rejected: dict[str, int] = field(default_factory=lambda: {"429": 0})
+    weight_by_minute: dict[int, int] = field(default_factory=dict)
+    """Weight charged per clock minute (minutes since the epoch), the last ``MINUTES_KEPT`` minutes."""
+    max_weight_per_minute: int = 0
+
+    def charge(self, weight: int, minute: int) -> None:
+        """``weight`` was charged in clock minute ``minute`` (minutes since the epoch)."""
+        self.weight_used += weight
+        if minute not in self.weight_by_minute:
+            for old in [old for old in self.weight_by_minute if old <= minute - MINUTES_KEPT]:
+                del self.weight_by_minute[old]
+        used = self.weight_by_minute[minute] = self.weight_by_minute.get(minute, 0) + weight
+        self.max_weight_per_minute = max(self.max_weight_per_minute, used)
 
     def to_json(self) -> dict[str, Any]:
-        """The accounting JSON of REST traffic."""
-        return {"requests": self.requests, "weight_used": self.weight_used, "rejected": dict(self.rejected)}
+        """The accounting JSON of REST traffic; minutes are keyed by their start in epoch seconds."""
+        return {
+            "requests": self.requests,
+            "weight_used": self.weight_used,
+            "rejected": dict(self.rejected),
+            "max_weight_per_minute": self.max_weight_per_minute,
+            "weight_by_minute": {str(minute * 60): weight for minute, weight in self.weight_by_minute.items()},
+        }
+
+
+@dataclass
+class TradeIdTally:
+    """The aggregate trade ids the market model issued for one symbol, and the ranges it skipped (never issued).
+
+    Bounded: two ids and a count, plus one range per ``skip_agg_ids`` fault (adjacent skips merge into one).
+    """
+
+    first_id: int | None = None
+    last_id: int | None = None
+    issued: int = 0
+    skipped: list[list[int]] = field(default_factory=list)
+
+    def count_issued(self, first_id: int, last_id: int, count: int) -> None:
+        """``count`` ids from ``first_id`` to ``last_id`` were issued (ids only grow)."""
+        if self.first_id is None:
+            self.first_id = first_id
+        self.last_id = last_id
+        self.issued += count
+
+    def count_skipped(self, first_id: int, count: int) -> None:
+        """The ``count`` ids from ``first_id`` on will never be issued."""
+        if count <= 0:
+            return
+        last_id = first_id + count - 1
+        if self.skipped and self.skipped[-1][1] == first_id - 1:
+            self.skipped[-1][1] = last_id
+        else:
+            self.skipped.append([first_id, last_id])
+
+    def to_json(self, forgotten_below: int | None) -> dict[str, Any]:
+        """The accounting JSON of one symbol's trades; ``forgotten_below`` is the smallest id REST may still serve
+        (None while REST has forgotten nothing)."""
+        return {
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "issued": self.issued,
+            "skipped": [list(span) for span in self.skipped],
+            "forgotten_below": forgotten_below,
+        }
 
 
 def stream_totals(connections: list[ConnectionRecord]) -> dict[str, dict[str, Any]]:
@@ -103,10 +167,14 @@ def stream_totals(connections: list[ConnectionRecord]) -> dict[str, dict[str, An
     return totals
 
 
-def accounting_json(connections: list[ConnectionRecord], rest: RestTally) -> dict[str, Any]:
-    """The full accounting document (``GET /admin/accounting`` and the ``--accounting-file``)."""
+def accounting_json(
+    connections: list[ConnectionRecord], rest: RestTally, trades: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The full accounting document (``GET /admin/accounting`` and the ``--accounting-file``); ``trades`` maps each
+    symbol to its ``TradeIdTally`` JSON."""
     return {
         "connections": {record.connection_id: record.to_json() for record in connections},
         "streams": stream_totals(connections),
         "rest": rest.to_json(),
+        "trades": trades,
     }

@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--send-queue", type=int, default=10_000, help="frames queued per client before it is dropped")
     parser.add_argument("--send-buffer", type=int, help="SO_SNDBUF bytes per client socket (default: OS default)")
     parser.add_argument("--weight-limit", type=int, default=2400, help="REST request weight per minute (default 2400)")
+    parser.add_argument(
+        "--agg-trade-horizon-s",
+        type=float,
+        help="REST stops serving aggTrades older than this many seconds (default: none; the last 100,000 are kept)",
+    )
     parser.add_argument("--ready-file", type=Path, help="write the bases and pid here (atomically) once listening")
     parser.add_argument("--accounting-file", type=Path, help="write the accounting JSON here on shutdown")
     parser.add_argument(
@@ -81,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         port=args.port,
         admin_port=args.admin_port,
         faults=tuple(faults),
+        agg_trade_horizon_s=args.agg_trade_horizon_s,
         replay=tuple(args.replay),
         replay_speed=args.speed,
     )

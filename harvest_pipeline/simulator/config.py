@@ -32,6 +32,8 @@ class SimulatorConfig:
     """Faults applied at start (the same dicts ``POST /admin/fault`` takes)."""
     agg_trade_history: int = 100_000
     """Aggregate trades kept per symbol for ``GET /fapi/v1/aggTrades``."""
+    agg_trade_horizon_s: float | None = None
+    """Aggregate trades whose trade time is older than this are no longer served; None keeps them (up to the count)."""
     replay: tuple[Path, ...] = ()
     """Segments to replay instead of running the market model."""
     replay_speed: float = 1.0
@@ -44,5 +46,9 @@ class SimulatorConfig:
             raise ValueError(f"rate must be >= 0, got {self.rate}")
         if self.replay_speed <= 0:
             raise ValueError(f"replay speed must be > 0, got {self.replay_speed}")
+        if self.agg_trade_history < 1:
+            raise ValueError(f"agg_trade_history must be >= 1, got {self.agg_trade_history}")
+        if self.agg_trade_horizon_s is not None and self.agg_trade_horizon_s <= 0:
+            raise ValueError(f"agg_trade_horizon_s must be > 0, got {self.agg_trade_horizon_s}")
         if self.send_queue_frames < 1:
             raise ValueError(f"send_queue_frames must be >= 1, got {self.send_queue_frames}")

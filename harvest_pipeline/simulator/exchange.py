@@ -9,45 +9,53 @@ above every id an earlier run sent, as the exchange does (bound in ``ids``).
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from typing import Any
 
 from harvest_pipeline.simulator import wire
+from harvest_pipeline.simulator.accounting import TradeIdTally
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.connections import Hub
 from harvest_pipeline.simulator.faults import FaultState
 from harvest_pipeline.simulator.ids import MAX_EVENTS_PER_TICK, FirstIds, first_ids_at
 from harvest_pipeline.simulator.instruments import Instrument, instrument
 from harvest_pipeline.simulator.market import SymbolMarket, Trade
+from harvest_pipeline.simulator.trade_history import AggTradeQuery, TradeHistory
 
 TICK_S = 0.01
 TICKS_PER_DEPTH_FRAME = 10
 
 
 class SymbolFeed:
-    """One symbol: its market model, its stream names and the recent aggregate trades REST serves."""
+    """One symbol: its market model, its stream names, the recent aggregate trades REST serves and the ids issued."""
 
-    def __init__(self, spec: Instrument, seed: int, history: int, first_ids: FirstIds):
+    def __init__(self, spec: Instrument, seed: int, first_ids: FirstIds, history: int, horizon_s: float | None):
         self.spec = spec
         self.market = SymbolMarket(spec, seed, first_ids)
         self.agg_stream = wire.stream_name(spec.symbol, wire.AGG_TRADE)
         self.ticker_stream = wire.stream_name(spec.symbol, wire.BOOK_TICKER)
         self.diff_stream = wire.stream_name(spec.symbol, wire.DEPTH_DIFF)
         self.partial_stream = wire.stream_name(spec.symbol, wire.DEPTH_PARTIAL)
-        self.history: list[tuple[Trade, int]] = []
-        self.history_limit = history
+        self.history: TradeHistory[Trade] = TradeHistory(history, horizon_s)
+        self.ids = TradeIdTally()
 
     def remember(self, trades: list[Trade], trade_ms: int) -> None:
-        """Keep trades for REST, trimming the oldest in chunks so the list stays bounded."""
-        self.history.extend((trade, trade_ms) for trade in trades)
-        if len(self.history) > 2 * self.history_limit:
-            del self.history[: len(self.history) - self.history_limit]
+        """Count the ids of trades just issued (in id order) and keep the trades for REST."""
+        self.ids.count_issued(trades[0].agg_id, trades[-1].agg_id, len(trades))
+        self.history.remember(((trade.agg_id, trade_ms, trade) for trade in trades), trade_ms)
 
-    def trades_from(self, from_id: int | None, limit: int) -> list[tuple[Trade, int]]:
-        """Up to ``limit`` kept trades with id >= ``from_id``, or the latest ``limit`` when ``from_id`` is None."""
-        if from_id is None:
-            return self.history[-limit:]
-        start = bisect_left(self.history, from_id, key=lambda item: item[0].agg_id)
-        return self.history[start : start + limit]
+    def skip_agg_ids(self, count: int) -> None:
+        """Never issue the next ``count`` aggregate trade ids, and account for them as skipped."""
+        self.ids.count_skipped(self.market.next_agg_id, count)
+        self.market.skip_agg_ids(count)
+
+    def trades_json(self, now_ms: int) -> dict[str, Any]:
+        """The accounting of this symbol's trade ids, with what REST still serves at ``now_ms``."""
+        self.history.forget(now_ms)
+        forgotten_below = None
+        if self.history.forgot_any:
+            oldest = self.history.oldest_kept_id()
+            forgotten_below = oldest if oldest is not None else self.market.next_agg_id
+        return self.ids.to_json(forgotten_below)
 
 
 class Exchange:
@@ -59,7 +67,9 @@ class Exchange:
         self.faults = faults
         first_ids = first_ids_at(start_ms)
         self.feeds = {
-            symbol: SymbolFeed(instrument(symbol), config.seed, config.agg_trade_history, first_ids)
+            symbol: SymbolFeed(
+                instrument(symbol), config.seed, first_ids, config.agg_trade_history, config.agg_trade_horizon_s
+            )
             for symbol in config.symbols
         }
         self.ticks = 0
@@ -105,10 +115,14 @@ class Exchange:
         bids, asks = feed.market.depth(limit)
         return wire.depth_snapshot(feed.spec, feed.market.update_id, now_ms, bids, asks)
 
-    def agg_trades_body(self, symbol: str, from_id: int | None, limit: int) -> bytes:
+    def agg_trades_body(self, symbol: str, query: AggTradeQuery, now_ms: int) -> bytes:
         """The REST aggTrades body of ``symbol``; ``LookupError`` if it is not simulated."""
         feed = self._require(symbol)
-        return wire.rest_agg_trades(feed.spec, feed.trades_from(from_id, limit))
+        return wire.rest_agg_trades(feed.spec, feed.history.select(query, now_ms))
+
+    def trades_json(self, now_ms: int) -> dict[str, dict[str, Any]]:
+        """Per symbol, the accounting of the aggregate trade ids issued, skipped and forgotten."""
+        return {symbol: feed.trades_json(now_ms) for symbol, feed in self.feeds.items()}
 
     def _require(self, symbol: str) -> SymbolFeed:
         feed = self.feed(symbol)

@@ -8,10 +8,11 @@ A recorded ``snapshot`` record (a REST depth body the collector fetched) resets 
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import Any
 
 import orjson
+
+from harvest_pipeline.simulator.trade_history import AggTradeQuery, TradeHistory
 
 _TRADE_KEYS = ("a", "p", "q", "f", "l", "T", "m")
 
@@ -54,7 +55,7 @@ class ReplayedMarket:
 
     def __init__(self, trade_history: int):
         self.books: dict[str, ReplayedBook] = {}
-        self.trades: dict[str, list[dict[str, Any]]] = {}
+        self.trades: dict[str, TradeHistory[dict[str, Any]]] = {}
         self.trade_history = trade_history
 
     def on_snapshot(self, symbol: str, body: dict[str, Any]) -> None:
@@ -70,11 +71,11 @@ class ReplayedMarket:
             book = self.books.get(symbol.upper())
             if book is not None:
                 book.apply(data)
-        elif kind == "aggTrade":
-            trades = self.trades.setdefault(symbol.upper(), [])
-            trades.append({key: data[key] for key in _TRADE_KEYS if key in data})
-            if len(trades) > 2 * self.trade_history:
-                del trades[: len(trades) - self.trade_history]
+        elif kind == "aggTrade" and isinstance(data.get("a"), int):
+            trades = self.trades.setdefault(symbol.upper(), TradeHistory(self.trade_history, horizon_s=None))
+            trade = {key: data[key] for key in _TRADE_KEYS if key in data}
+            trade_ms = trade.get("T", 0)
+            trades.remember([(trade["a"], trade_ms, trade)], trade_ms)
 
     def depth_body(self, symbol: str, limit: int, now_ms: int) -> bytes:
         """The current replayed book; ``LookupError`` until a snapshot of ``symbol`` has been replayed."""
@@ -83,12 +84,9 @@ class ReplayedMarket:
             raise LookupError(f"no depth snapshot of {symbol.upper()} has been replayed yet")
         return book.body(limit, now_ms)
 
-    def agg_trades_body(self, symbol: str, from_id: int | None, limit: int) -> bytes:
-        """Replayed trades with id >= ``from_id`` (or the latest ``limit``)."""
+    def agg_trades_body(self, symbol: str, query: AggTradeQuery, now_ms: int) -> bytes:
+        """Replayed trades selected as the live exchange selects them (recorded trade times; no horizon)."""
         trades = self.trades.get(symbol.upper())
         if trades is None:
             raise LookupError(f"no aggTrade of {symbol.upper()} has been replayed yet")
-        if from_id is None:
-            return orjson.dumps(trades[-limit:])
-        start = bisect_left(trades, from_id, key=lambda trade: trade["a"])
-        return orjson.dumps(trades[start : start + limit])
+        return orjson.dumps([trade for _, _, trade in trades.select(query, now_ms)])

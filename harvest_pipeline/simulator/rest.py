@@ -1,7 +1,8 @@
 """The REST endpoints: depth snapshots, aggregate trades and exchange info, with Binance's request-weight budget.
 
 Every response carries ``X-MBX-USED-WEIGHT-1M``. A request that would exceed the per-minute budget gets HTTP 429 with
-``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose.
+``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose. The
+weight charged per clock minute goes to the accounting (``RestTally``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.accounting import RestTally
 from harvest_pipeline.simulator.exchange import Exchange
 from harvest_pipeline.simulator.faults import FaultState
+from harvest_pipeline.simulator.trade_history import MAX_TIME_WINDOW_MS, AggTradeQuery
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 
@@ -80,7 +82,7 @@ class MarketState(Protocol):
         """A depth snapshot body; ``LookupError`` with a message when there is none for ``symbol``."""
         ...
 
-    def agg_trades_body(self, symbol: str, from_id: int | None, limit: int) -> bytes:
+    def agg_trades_body(self, symbol: str, query: AggTradeQuery, now_ms: int) -> bytes:
         """An aggTrades body; ``LookupError`` with a message when there is none for ``symbol``."""
         ...
 
@@ -128,7 +130,7 @@ class RestApi:
                 retry = str(self.budget.seconds_to_reset())
                 message = "Too many requests; current request weight budget is used up, back off."
                 return self._reject(429, {"Retry-After": retry}, -1003, message)
-            self.tally.weight_used += weight
+            self.tally.charge(weight, self.budget.minute)
             return self._respond(200, build(query))
         except RestError as exc:
             return self._respond(exc.status, wire.rest_error(exc.code, str(exc)))
@@ -154,9 +156,17 @@ class RestApi:
         limit = _int(query, "limit", 500)
         if not 1 <= limit <= 1000:
             raise RestError(-1130, f"Invalid limit {limit}; it must be 1..1000.")
-        from_id = _int(query, "fromId", None) if "fromId" in query else None
+        selection = AggTradeQuery(
+            _optional_int(query, "fromId"), _optional_int(query, "startTime"), _optional_int(query, "endTime"), limit
+        )
+        if (
+            selection.start_ms is not None
+            and selection.end_ms is not None
+            and selection.end_ms - selection.start_ms >= MAX_TIME_WINDOW_MS
+        ):
+            raise RestError(-1127, "More than 1 hours between startTime and endTime.")
         try:
-            return self.market.agg_trades_body(query.get("symbol", ""), from_id, limit)
+            return self.market.agg_trades_body(query.get("symbol", ""), selection, _now_ms())
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
 
@@ -175,6 +185,10 @@ def _int(query: dict[str, str], key: str, default: int | None) -> int:
         return int(value)
     except ValueError:
         raise RestError(-1100, f"Illegal characters found in parameter '{key}'; legal range is integers.") from None
+
+
+def _optional_int(query: dict[str, str], key: str) -> int | None:
+    return _int(query, key, None) if key in query else None
 
 
 def _now_ms() -> int:

@@ -224,7 +224,7 @@ class Simulator:
 
     def accounting(self) -> dict[str, Any]:
         """What was sent so far, per connection and stream (the contract's accounting JSON)."""
-        return accounting_json(self.records, self.rest_tally)
+        return accounting_json(self.records, self.rest_tally, self.exchange.trades_json(time.time_ns() // 1_000_000))
 
     def connection_list(self) -> list[dict[str, Any]]:
         """The open connections (``GET /admin/connections``)."""
@@ -266,7 +266,7 @@ class Simulator:
             if feed is None:
                 raise FaultError(f"symbol {fault['symbol']!r} is not simulated")
             if name == "skip_agg_ids":
-                feed.market.skip_agg_ids(fault["count"])
+                feed.skip_agg_ids(fault["count"])
             else:
                 self.faults.arm(fault, now)
         elif name == "lifetime":

@@ -87,8 +87,8 @@ def depth_snapshot(
     ).encode()
 
 
-def rest_agg_trades(spec: Instrument, trades: list[tuple[Trade, int]]) -> bytes:
-    """The body of ``GET /fapi/v1/aggTrades`` for ``(trade, trade_ms)`` pairs."""
+def rest_agg_trades(spec: Instrument, trades: list[tuple[int, int, Trade]]) -> bytes:
+    """The body of ``GET /fapi/v1/aggTrades`` for ``(agg_id, trade_ms, trade)`` entries."""
     return orjson.dumps(
         [
             {
@@ -100,7 +100,7 @@ def rest_agg_trades(spec: Instrument, trades: list[tuple[Trade, int]]) -> bytes:
                 "T": trade_ms,
                 "m": trade.buyer_is_maker,
             }
-            for trade, trade_ms in trades
+            for _, trade_ms, trade in trades
         ]
     )
 

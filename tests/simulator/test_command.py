@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -10,8 +11,10 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from websockets.asyncio.client import connect
 
+from harvest_pipeline.simulator.command import config_from_args, register
 from tests.simulator.clients import collect_then_unsubscribe, http_get, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +65,7 @@ def test_simulate_writes_ready_file_applies_cli_faults_and_writes_accounting_on_
     assert tally["frames"] + tally["repeated"] == len(frames) and tally["repeated"] == 2
     assert tally["last_id"] == orjson.loads(frames[-1])["a"]
     assert accounting["rest"]["requests"] == 1
+    assert accounting["trades"]["BTCUSDT"]["last_id"] >= tally["last_id"]
 
 
 def test_simulate_rejects_a_bad_fault_with_a_clear_message() -> None:
@@ -69,3 +73,12 @@ def test_simulate_rejects_a_bad_fault_with_a_clear_message() -> None:
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert b"needs parameter 'seconds'" in stderr
+
+
+def test_agg_trade_horizon_flag_reaches_the_settings() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    assert config_from_args(parser.parse_args(["simulate", "--agg-trade-horizon-s", "2.5"])).agg_trade_horizon_s == 2.5
+    assert config_from_args(parser.parse_args(["simulate"])).agg_trade_horizon_s is None
+    with pytest.raises(ValueError, match="agg_trade_horizon_s must be > 0"):
+        config_from_args(parser.parse_args(["simulate", "--agg-trade-horizon-s", "0"]))

@@ -39,6 +39,12 @@ def test_request_weight_is_reported_and_a_request_past_the_budget_gets_429_with_
         assert first_status == 200 and first_headers["X-MBX-USED-WEIGHT-1M"] == "20"
         assert second_status == 429 and second_headers["Retry-After"] == "30"
         assert body["code"] == -1003
-        assert accounting == {"requests": 2, "weight_used": 20, "rejected": {"429": 1}}
+        assert accounting == {
+            "requests": 2,
+            "weight_used": 20,
+            "rejected": {"429": 1},
+            "max_weight_per_minute": 20,
+            "weight_by_minute": {"1800000000": 20},
+        }
 
     run(scenario())
