@@ -37,10 +37,15 @@ PRICES = pa.schema(
         pa.field("qty", QTY, nullable=False),
         pa.field("is_buyer_maker", pa.bool_(), nullable=False),
         pa.field("latency_ms", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
         *PROVENANCE,
     ]
 )
-"""``prices``: one row per aggTrade. ``is_buyer_maker`` true means the taker sold. latency = recv - E."""
+"""``prices``: one row per aggTrade. ``is_buyer_maker`` true means the taker sold. latency = recv - E.
+
+``source`` says how the trade arrived: ``ws`` (the aggTrade stream) or ``rest`` (``GET /fapi/v1/aggTrades``, filling
+a hole; a REST trade has no ``E``, so its ``event_time_ms`` is its trade time ``T`` and its latency is how long after
+the trade it was fetched). Parquet written before the column existed reads as ``ws``."""
 
 ORDERBOOK = pa.schema(
     [
@@ -105,6 +110,51 @@ EVENTS = pa.schema(
 frames it concerns (e.g. frames dropped by a write loss); ``detail`` is the full control record as JSON. Events without
 a symbol (a connection dropped) are filed under ``symbol=ALL``.
 """
+
+PRICE_SOURCES = ("ws", "rest")
+"""Values of ``prices.source``; when both saw a trade, the websocket row is kept."""
+
+COMPLETENESS_HOLE = pa.struct(
+    [
+        pa.field("first_id", pa.int64(), nullable=False),
+        pa.field("last_id", pa.int64()),
+        pa.field("ids", pa.int64()),
+        pa.field("cause", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("after_time_ms", pa.int64()),
+        pa.field("before_time_ms", pa.int64()),
+    ]
+)
+"""One hole of a sequence. aggTrade: ids ``first_id..last_id`` (inclusive, ``ids`` of them) absent from the
+websocket rows; depth: the diff after ``u = first_id`` claims ``pu = last_id`` (``ids`` unknown, null). ``cause`` is
+``healed`` (every id of the range arrived by REST), ``declared`` (a collector or backfill record explains it;
+``reason`` says what) or ``unexplained``. ``after_time_ms``/``before_time_ms``: event times of the rows around it."""
+
+COMPLETENESS = pa.schema(
+    [
+        pa.field("stream", pa.string(), nullable=False),
+        pa.field("sequence", pa.string(), nullable=False),
+        pa.field("first_id", pa.int64()),
+        pa.field("last_id", pa.int64()),
+        pa.field("previous_day_last_id", pa.int64()),
+        pa.field("rows", pa.int64(), nullable=False),
+        pa.field("rows_ws", pa.int64(), nullable=False),
+        pa.field("rows_rest", pa.int64(), nullable=False),
+        pa.field("ids_missing", pa.int64()),
+        pa.field("holes", pa.list_(pa.field("hole", COMPLETENESS_HOLE, nullable=False)), nullable=False),
+        pa.field("healed_holes", pa.int64(), nullable=False),
+        pa.field("declared_holes", pa.int64(), nullable=False),
+        pa.field("unexplained_holes", pa.int64(), nullable=False),
+        pa.field("book_chain_seconds", pa.float64()),
+        pa.field("book_chain_share", pa.float64()),
+        pa.field("book_synced_at_end", pa.bool_()),
+        pa.field("certified", pa.bool_(), nullable=False),
+    ]
+)
+"""``completeness``: the certificate of one UTC day x symbol, one row per sequenced stream (``sequence`` is
+``agg_trade_id`` or ``depth_pu``), across segment boundaries and from the previous day's last id. ``certified`` is
+true when the stream has no ``unexplained`` hole. ``book_chain_*`` (depth only): time of the day covered by a diff
+chain bridged to a REST snapshot, in seconds and as a share of 86,400. Defined in docs/completeness.md."""
 
 RAW_KINDS: dict[str, pa.Schema] = {
     "prices": PRICES,

@@ -181,7 +181,7 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             parts = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(part).strip().upper() for part in parts if str(part).strip())
         if type_name == "bool":
-            return _to_bool(value)
+            return to_bool(value)
         if type_name == "int" and not isinstance(value, bool):
             return int(value)
         if type_name == "float" and not isinstance(value, bool):
@@ -193,7 +193,8 @@ def _convert(name: str, value: Any, origin: str) -> Any:
     raise ValueError(f"harvest setting {name}={value!r} ({origin}, {env_name(name)}) is not a valid {type_name}")
 
 
-def _to_bool(value: Any) -> bool:
+def to_bool(value: Any) -> bool:
+    """``value`` as a bool: a bool, or text 1/true/yes/on or 0/false/no/off (any case); else ``ValueError``."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harvest_pipeline.segments import Line
+from harvest_pipeline.collector.sequencing import MAX_ID, extract_int
+from harvest_pipeline.segments import KIND_BAD_FRAME, KIND_FRAME, KIND_REST_TRADE, Line
 
 LINE_OVERHEAD_BYTES = 160
 """Measured cost of a queued line beyond its payload: the Line tuple, the bytes header, the deque slot and a share
@@ -125,12 +126,15 @@ class BoundedLineQueue:
 
 @dataclass
 class StreamLoss:
-    """Lines of one stream that were received but never written: how many, their bytes and when they arrived."""
+    """Lines of one stream that were received but never written: how many, their bytes and when they arrived, and for
+    aggregate trades the smallest and largest trade id among them (what a REST backfill must fetch again)."""
 
     lines: int
     bytes: int
     first_recv_ns: int
     last_recv_ns: int
+    first_id: int | None = None
+    last_id: int | None = None
 
     def merge(self, other: StreamLoss) -> None:
         """Add ``other`` to this loss."""
@@ -138,17 +142,50 @@ class StreamLoss:
         self.bytes += other.bytes
         self.first_recv_ns = min(self.first_recv_ns, other.first_recv_ns)
         self.last_recv_ns = max(self.last_recv_ns, other.last_recv_ns)
+        self.add_ids(other.first_id, other.last_id)
+
+    def add_ids(self, first_id: int | None, last_id: int | None) -> None:
+        """Widen the trade-id range to cover ``first_id..last_id`` (None: the lines carried no id)."""
+        if first_id is not None:
+            self.first_id = first_id if self.first_id is None else min(self.first_id, first_id)
+        if last_id is not None:
+            self.last_id = last_id if self.last_id is None else max(self.last_id, last_id)
+
+    def copy(self) -> StreamLoss:
+        """An independent copy."""
+        return StreamLoss(**vars(self))
 
 
 LossKey = tuple[str, str]
 """(stream, reason) of a loss; lines without a stream are counted under ``<kind>``."""
 
 REASON_QUEUE_FULL = "queue full"
+FRAME_KINDS = frozenset({KIND_FRAME, KIND_BAD_FRAME})
+
+
+def loss_reason(reason: str, kind: str) -> str:
+    """The reason a lost line is counted under: ``reason`` for an exchange frame, ``"<reason> (<kind> records)"`` for
+    anything else (REST trades, gap and backfill records share their stream's name, and a stream's frame accounting,
+    sent = stored + lost, must not count them)."""
+    return reason if kind in FRAME_KINDS else f"{reason} ({kind} records)"
+
+
+def is_frame_loss(reason: str) -> bool:
+    """Whether a ``write_loss`` reason counts lost exchange frames (see ``loss_reason``)."""
+    return not reason.endswith(" records)")
 
 
 def loss_stream(line: Line) -> str:
     """The stream a lost line is counted under."""
     return line.stream or f"<{line.kind}>"
+
+
+def lost_trade_id(line: Line) -> int | None:
+    """The aggregate trade id of a lost aggTrade frame or REST trade (None for anything else, or an implausible id)."""
+    if line.kind not in (KIND_FRAME, KIND_REST_TRADE) or not line.stream or not line.stream.endswith("@aggTrade"):
+        return None
+    trade_id = extract_int(line.data, b'"a":')
+    return trade_id if trade_id is not None and 0 <= trade_id <= MAX_ID else None
 
 
 class DropLedger:
@@ -169,15 +206,18 @@ class DropLedger:
         """Count one line that will never be written."""
         stream = loss_stream(line)
         size = len(line.data)
+        trade_id = lost_trade_id(line)
+        reason = loss_reason(reason, line.kind)
         with self._lock:
             loss = self._pending.get((stream, reason))
             if loss is None:
-                self._pending[(stream, reason)] = StreamLoss(1, size, line.recv_ns, line.recv_ns)
+                self._pending[(stream, reason)] = StreamLoss(1, size, line.recv_ns, line.recv_ns, trade_id, trade_id)
             else:
                 loss.lines += 1
                 loss.bytes += size
                 loss.first_recv_ns = min(loss.first_recv_ns, line.recv_ns)
                 loss.last_recv_ns = max(loss.last_recv_ns, line.recv_ns)
+                loss.add_ids(trade_id, trade_id)
             self.total[stream] = self.total.get(stream, 0) + 1
         self.last_drop_ns = line.recv_ns
 
@@ -198,14 +238,11 @@ class DropLedger:
             for key, loss in losses.items():
                 current = self._pending.get(key)
                 if current is None:
-                    self._pending[key] = StreamLoss(loss.lines, loss.bytes, loss.first_recv_ns, loss.last_recv_ns)
+                    self._pending[key] = loss.copy()
                 else:
                     current.merge(loss)
 
     def peek(self) -> dict[LossKey, StreamLoss]:
         """A copy of the losses not yet written (for the loss journal)."""
         with self._lock:
-            return {
-                key: StreamLoss(loss.lines, loss.bytes, loss.first_recv_ns, loss.last_recv_ns)
-                for key, loss in self._pending.items()
-            }
+            return {key: loss.copy() for key, loss in self._pending.items()}

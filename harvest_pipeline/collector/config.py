@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harvest_pipeline.segments import validate_collector_id
-from harvest_pipeline.settings import InstallationSettings, env_name, load_settings
+from harvest_pipeline.settings import InstallationSettings, env_name, load_settings, to_bool
 from harvest_pipeline.symbols import validate_symbol
 
 DEFAULT_SETTINGS = InstallationSettings()
@@ -56,6 +56,13 @@ class CollectorConfig:
     rest_weight_per_minute: int = 1200
     rest_timeout_s: float = 10.0
     snapshot_retry_max_s: float = 60.0
+    backfill: bool = True
+    """Fill aggTrade holes from REST ``/fapi/v1/aggTrades`` while collecting."""
+    backfill_weight_share: float = 0.5
+    """The share of ``rest_weight_per_minute`` the trade backfill may use (the rest stays for depth snapshots)."""
+    backfill_max_attempts: int = 5
+    backfill_retry_max_s: float = 30.0
+    backfill_max_holes: int = 10_000
     segment_max_age_s: float = DEFAULT_SETTINGS.segment_max_age_s
     segment_max_bytes: int = 64 * 1024 * 1024
     fsync_interval_s: float = 1.0
@@ -137,6 +144,8 @@ def _convert(name: str, type_name: str, value: str) -> Any:
             return {**DEFAULT_ROUTES, **{key.strip(): route.strip() for key, route in pairs}}
         if type_name.startswith("tuple"):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        if type_name == "bool":
+            return to_bool(value)
         if type_name == "int":
             return int(value)
         if type_name == "float":

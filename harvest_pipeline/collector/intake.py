@@ -50,6 +50,7 @@ class Intake:
         self.streams: dict[str, StreamState] = {}
         self.entries: dict[bytes, StreamEntry] = {}
         self.request_snapshot: Callable[[str, str], None] = lambda symbol, reason: None
+        self.request_backfill: Callable[[str, int, int, str], None] = lambda symbol, first, last, cause: None
         for route, names in config.streams_by_route().items():
             for name in names:
                 state = StreamState(name, route)
@@ -109,3 +110,5 @@ class Intake:
                 missing=gap.missing,
             )
         )
+        if gap.missing and gap.stream.endswith("@aggTrade"):
+            self.request_backfill(gap.stream.partition("@")[0].upper(), gap.expected, gap.got - 1, gap.reason)

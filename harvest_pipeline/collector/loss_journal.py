@@ -39,7 +39,9 @@ def encode_losses(losses: dict[LossKey, StreamLoss], limit: int) -> bytes:
             if merge_key(key) in merged:
                 merged[merge_key(key)].merge(loss)
             else:
-                merged[merge_key(key)] = StreamLoss(loss.lines, loss.bytes, loss.first_recv_ns, loss.last_recv_ns)
+                merged[merge_key(key)] = loss.copy()
+        for loss in merged.values():  # trade ids of different symbols do not make one range
+            loss.first_id = loss.last_id = None
         payload = _payload(merged)
     return payload
 
@@ -53,6 +55,7 @@ def decode_losses(payload: bytes) -> dict[LossKey, StreamLoss]:
     losses: dict[LossKey, StreamLoss] = {}
     for entry in orjson.loads(payload):
         loss = StreamLoss(entry["lines"], entry["bytes"], entry["first_recv_ns"], entry["last_recv_ns"])
+        loss.add_ids(entry.get("first_id"), entry.get("last_id"))
         losses[(entry["stream"], entry["reason"])] = loss
     return losses
 

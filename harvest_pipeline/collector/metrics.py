@@ -38,6 +38,16 @@ class CollectorMetrics:
             "harvest_watchdog_fires", "Streams silent past the watchdog", ["stream"], registry=r
         )
         self.snapshots = Counter("harvest_depth_snapshots", "REST depth snapshot attempts", ["result"], registry=r)
+        self.backfill_requests = Counter(
+            "harvest_backfill_requests", "REST aggTrades requests of the trade backfill", ["result"], registry=r
+        )
+        self.backfill_trades = Counter("harvest_backfill_trades", "Trades stored by the REST backfill", registry=r)
+        self.backfill_declared = Counter(
+            "harvest_backfill_declared_ids", "Trade ids the backfill declared unfillable", registry=r
+        )
+        self.backfill_holes_pending = Gauge(
+            "harvest_backfill_holes_pending", "Trade holes waiting for the REST backfill", registry=r
+        )
         self.write_errors = Counter("harvest_write_errors", "Failed disk operations (retried)", ["op"], registry=r)
         self.lines_written = Counter("harvest_lines_written", "Records appended to open segments", registry=r)
         self.segments_sealed = Counter("harvest_segments_sealed", "Segments sealed", registry=r)

@@ -22,11 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harvest_pipeline.atomic_write import write_json_atomically
+from harvest_pipeline.collector.backfill import TradeBackfiller
 from harvest_pipeline.collector.book_sync import BookSync
 from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger, LossKey, StreamLoss
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.metrics import CollectorMetrics, start_http
+from harvest_pipeline.collector.rest_budget import WeightBudget
 from harvest_pipeline.collector.resume import LastRun, find_last_run
 from harvest_pipeline.collector.sequencing import AggTradeSequence, DepthSequence, sequence_for
 from harvest_pipeline.collector.shard import Shard
@@ -88,13 +90,17 @@ class _BookEvents(WriterEvents):
     def __init__(self, book: BookSync):
         self.book = book
         self.request_snapshot: Callable[[str, str], None] = lambda symbol, reason: None
+        self.request_backfill: Callable[[str, int, int, str], None] = lambda symbol, first, last, cause: None
 
     def losses_written(self, losses: dict[LossKey, StreamLoss]) -> None:
-        for (stream, _), loss in losses.items():
+        for (stream, reason), loss in losses.items():
             symbol = self.book.symbol_of(stream)
             if symbol is not None:
                 self.book.mark_unsynced(symbol, loss.last_recv_ns)
                 self.request_snapshot(symbol, f"{loss.lines} book records lost")
+            if loss.first_id is not None and loss.last_id is not None and stream.endswith("@aggTrade"):
+                cause = f"{loss.lines} records lost ({reason})"
+                self.request_backfill(stream.partition("@")[0].upper(), loss.first_id, loss.last_id, cause)
 
     def snapshots_written(self, lines: list[Line]) -> None:
         self.book.snapshots_written(lines)
@@ -262,17 +268,30 @@ class CollectorService:
             runner, self.metrics_port = await start_http(
                 self.config.metrics_host, self.config.metrics_port, self.metrics, self.health
             )
-            fetcher = SnapshotFetcher(self.config, self.intake, f"{self.namer.boot_id}-rest", self._rng)
+            budget = WeightBudget(self.config.rest_weight_per_minute)
+            fetcher = SnapshotFetcher(self.config, self.intake, f"{self.namer.boot_id}-rest", self._rng, budget)
             self.intake.request_snapshot = fetcher.request
 
             def request_from_writer_thread(symbol: str, reason: str) -> None:
                 loop.call_soon_threadsafe(fetcher.request, symbol, reason)
 
             self._book_events.request_snapshot = request_from_writer_thread
+            background_tasks = [fetcher.run()]
+            if self.config.backfill:
+                backfiller = TradeBackfiller(
+                    self.config, self.intake, f"{self.namer.boot_id}-backfill", self._rng, budget
+                )
+                self.intake.request_backfill = backfiller.request
+
+                def backfill_from_writer_thread(symbol: str, first_id: int, last_id: int, cause: str) -> None:
+                    loop.call_soon_threadsafe(backfiller.request, symbol, first_id, last_id, cause)
+
+                self._book_events.request_backfill = backfill_from_writer_thread
+                background_tasks.append(backfiller.run())
             shards_by_stream = {name: shard for shard in self.shards for name in shard.streams}
             watchdog = Watchdog(self.intake, shards_by_stream, self.config.watchdog_s)
             background = [
-                asyncio.create_task(fetcher.run()),
+                *(asyncio.create_task(task) for task in background_tasks),
                 asyncio.create_task(watchdog.run()),
                 asyncio.create_task(self._watch_disk()),
             ]

@@ -1,7 +1,7 @@
 """REST depth snapshots: one symbol at a time, within a request-weight budget, never blocking a reader.
 
 Readers call ``request(symbol, reason)`` (a set insert). A single task works through the requests: it waits for
-weight budget (a sliding one-minute window, also respecting the server's ``X-MBX-USED-WEIGHT-1M``), fetches
+weight budget (``rest_budget``, shared with the trade backfill), fetches
 ``/fapi/v1/depth`` and stores the body verbatim as a ``snapshot`` record. HTTP 429/418 pauses all snapshots for
 ``Retry-After`` (recorded as a ``gap`` record: that symbol's book stays unsynchronised meanwhile); other failures
 are retried per symbol with capped backoff.
@@ -14,20 +14,17 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
 
 import aiohttp
 
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.connection import parse_retry_after
 from harvest_pipeline.collector.intake import Intake
+from harvest_pipeline.collector.rest_budget import DEFAULT_RETRY_AFTER_S, WeightBudget
 from harvest_pipeline.collector.shard import backoff_delay
 from harvest_pipeline.segments import encode_control, encode_snapshot
 
 log = logging.getLogger(__name__)
-
-WEIGHT_WINDOW_S = 60.0
-DEFAULT_RETRY_AFTER_S = 60.0
 
 
 def depth_weight(limit: int) -> int:
@@ -41,40 +38,10 @@ def depth_weight(limit: int) -> int:
     return 20
 
 
-class WeightBudget:
-    """A sliding one-minute window of request weight spent by this process."""
-
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self._spent: deque[tuple[float, int]] = deque()
-        self._server_used = 0
-        self._server_seen_at = 0.0
-
-    def wait_s(self, weight: int, now: float) -> float:
-        """Seconds to wait before spending ``weight`` (0 when it fits now)."""
-        while self._spent and now - self._spent[0][0] >= WEIGHT_WINDOW_S:
-            self._spent.popleft()
-        if self._server_used + weight > self.per_minute and now - self._server_seen_at < WEIGHT_WINDOW_S:
-            return WEIGHT_WINDOW_S - (now - self._server_seen_at)
-        used = sum(spent for _, spent in self._spent)
-        if used + weight <= self.per_minute or not self._spent:
-            return 0.0
-        return WEIGHT_WINDOW_S - (now - self._spent[0][0])
-
-    def spend(self, weight: int, now: float) -> None:
-        """Account for a request just sent."""
-        self._spent.append((now, weight))
-
-    def server_reports(self, used: int, now: float) -> None:
-        """Take the server's ``X-MBX-USED-WEIGHT-1M`` into account (other clients may share the IP)."""
-        self._server_used = used
-        self._server_seen_at = now
-
-
 class SnapshotFetcher:
     """Fetches depth snapshots on request, one at a time, oldest request first."""
 
-    def __init__(self, config: CollectorConfig, intake: Intake, conn_id: str, rng: random.Random):
+    def __init__(self, config: CollectorConfig, intake: Intake, conn_id: str, rng: random.Random, budget: WeightBudget):
         self._config = config
         self._intake = intake
         self.conn_id = conn_id
@@ -84,8 +51,7 @@ class SnapshotFetcher:
         self._wake = asyncio.Event()
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
-        self._paused_until = 0.0
-        self._budget = WeightBudget(config.rest_weight_per_minute)
+        self._budget = budget
         self._weight = depth_weight(config.snapshot_limit)
         self._depth_kind = next((k for k in config.stream_kinds if k.startswith("depth")), "depth")
 
@@ -104,10 +70,6 @@ class SnapshotFetcher:
         timeout = aiohttp.ClientTimeout(total=self._config.rest_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                paused = self._paused_until - time.monotonic()
-                if paused > 0:
-                    await asyncio.sleep(paused)
-                    continue
                 symbol = self._next_ready()
                 if symbol is None:
                     self._wake.clear()
@@ -189,7 +151,7 @@ class SnapshotFetcher:
             )
         )
         log.warning("depth snapshot of %s rejected with HTTP %d; all snapshots paused %.1f s", symbol, status, pause)
-        self._paused_until = time.monotonic() + pause
+        self._budget.pause(pause, time.monotonic())
         self._pending[symbol] = reason
 
     def _retry_later(self, symbol: str, reason: str, error: str) -> None:

@@ -277,6 +277,7 @@ class SegmentWriter:
             bytes=loss.bytes,
             first_recv_ns=loss.first_recv_ns,
             last_recv_ns=loss.last_recv_ns,
+            **({"first_id": loss.first_id, "last_id": loss.last_id} if loss.first_id is not None else {}),
         )
 
     def _report_losses_written(self, written: list[tuple[LossKey, StreamLoss]]) -> None:
@@ -314,7 +315,7 @@ class SegmentWriter:
             if key in unwritten:
                 unwritten[key].merge(loss)
             else:
-                unwritten[key] = StreamLoss(loss.lines, loss.bytes, loss.first_recv_ns, loss.last_recv_ns)
+                unwritten[key] = loss.copy()
         if unwritten != self._journaled and (unwritten or not self.journal.empty):
             self._write_journal(unwritten)
 

@@ -16,7 +16,7 @@ import duckdb
 
 from harvest_pipeline.compaction.ledger import symbol_of
 
-EXPLAINING_EVENTS = frozenset({"gap", "write_loss"})
+EXPLAINING_EVENTS = frozenset({"gap", "write_loss", "backfill"})
 
 _AGG_ID_JUMPS = """
 SELECT 'agg_trade_id' AS check_name, symbol, stream, prev_id AS last_id, agg_trade_id AS next_id,

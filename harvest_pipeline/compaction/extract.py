@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from harvest_pipeline import schema
 from harvest_pipeline.compaction import rules
+from harvest_pipeline.store.identity import AGREEING_COLUMNS
 from harvest_pipeline.symbols import SYMBOL_REGEX
 
 _PREFIX_KEYS = ("t", "c", "n", "k", "s")
@@ -108,6 +109,11 @@ class KindSpec:
     """Event-time column that decides the UTC date partition and the sort order."""
     id_column: str
     """Exchange id that identifies a duplicate (per stream)."""
+    keep_first: str = "line"
+    """Order among duplicates: the first row by it is kept."""
+    agreeing_columns: tuple[str, ...] = ()
+    """Columns a ``rest`` row must share with the ``ws`` row of the same id; a REST row that differs is quarantined
+    (the exchange would have changed history), not silently dropped as a duplicate."""
 
 
 def _provenance() -> tuple[Column, ...]:
@@ -126,8 +132,8 @@ def _id(name: str, key: str, text: str | None = None) -> Column:
     return Column(name, f"exact_int({text})", rules.int_problem_sql(name, text, key))
 
 
-def _time(name: str, key: str) -> Column:
-    text = _payload(key)
+def _time(name: str, key: str, text: str | None = None) -> Column:
+    text = text or _payload(key)
     problem = rules.int_problem_sql(name, text, key, min_value=rules.MIN_TIME_MS, recv_ns="recv_time_ns")
     return Column(name, f"exact_int({text})", problem)
 
@@ -142,14 +148,17 @@ def _levels(name: str, text: str, key: str, *, zero_qty: bool) -> Column:
 
 _LATENCY = Column("latency_ms", "recv_time_ns // 1000000 - event_time_ms", derived=True)
 _IS_FRAME = f"{_prefix('k')} = 'frame' AND {_payload('e')} = "
-_PAYLOAD_SYMBOL = {"symbol_sql": f"symbol_name({_payload('s')})", "symbol_text": _payload("s")}
+_PAYLOAD_SYMBOL_SQL = f"symbol_name({_payload('s')})"
+_IS_REST_TRADE = f"{_prefix('k')} = 'rest_trade'"
+_TRADE_SYMBOL = f"coalesce({_payload('s')}, {_field('$.symbol')})"
+"""A REST trade carries no ``s``: the collector writes its symbol beside it."""
 
 KINDS: tuple[KindSpec, ...] = (
     KindSpec(
         kind="prices",
-        route=_IS_FRAME + "'aggTrade'",
+        route=f"({_IS_FRAME}'aggTrade' OR {_IS_REST_TRADE})",
         columns=(
-            _time("event_time_ms", "E"),
+            _time("event_time_ms", "E", f"CASE WHEN {_IS_REST_TRADE} THEN {_payload('T')} ELSE {_payload('E')} END"),
             _time("trade_time_ms", "T"),
             _id("agg_trade_id", "a"),
             _id("first_trade_id", "f"),
@@ -162,11 +171,15 @@ KINDS: tuple[KindSpec, ...] = (
                 rules.bool_problem_sql("is_buyer_maker", _payload("m"), "m"),
             ),
             _LATENCY,
+            Column("source", f"CASE WHEN {_IS_REST_TRADE} THEN 'rest' ELSE 'ws' END"),
             *_provenance(),
         ),
-        **_PAYLOAD_SYMBOL,
+        symbol_sql=f"symbol_name({_TRADE_SYMBOL})",
+        symbol_text=_TRADE_SYMBOL,
         time_column="trade_time_ms",
         id_column="agg_trade_id",
+        keep_first="source = 'rest', line",
+        agreeing_columns=AGREEING_COLUMNS["prices"],
     ),
     KindSpec(
         kind="orderbook",
@@ -182,7 +195,8 @@ KINDS: tuple[KindSpec, ...] = (
             _LATENCY,
             *_provenance(),
         ),
-        **_PAYLOAD_SYMBOL,
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=_payload("s"),
         time_column="event_time_ms",
         id_column="final_update_id",
     ),
@@ -200,7 +214,8 @@ KINDS: tuple[KindSpec, ...] = (
             _LATENCY,
             *_provenance(),
         ),
-        **_PAYLOAD_SYMBOL,
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=_payload("s"),
         time_column="event_time_ms",
         id_column="update_id",
     ),
@@ -333,6 +348,8 @@ def _extract_kind(
         """,
         {"segment": segment},
     )
+    if spec.agreeing_columns:
+        _quarantine_disagreeing_rest_rows(con, checked, spec)
     [(valid,)] = con.sql(f"SELECT count(*) FROM {checked} WHERE problems = ''").fetchall()
     bad = con.sql(f"SELECT line, problems FROM {checked} WHERE problems <> '' ORDER BY line").fetchall()
     quarantined = [(line, f"{spec.kind}: {problems}") for line, problems in bad]
@@ -341,7 +358,7 @@ def _extract_kind(
         f"""
         SELECT {names}, strftime(CAST(epoch_ms({spec.time_column}) AS DATE), '%Y-%m-%d') AS date, symbol, stream
         FROM {checked} WHERE problems = ''
-        QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY line) = 1
+        QUALIFY row_number() OVER (PARTITION BY stream, {spec.id_column} ORDER BY {spec.keep_first}) = 1
         """
     ).to_arrow_table()
     # Arrow sorts the (nearly time-ordered) rows several times faster than a DuckDB ORDER BY over the wide rows.
@@ -349,3 +366,25 @@ def _extract_kind(
     con.execute(f"DROP TABLE {checked}")
     con.register(f"out_{spec.kind}", rows)
     return KindRows(rows, valid - rows.num_rows, quarantined)
+
+
+REST_DISAGREES = "REST trade differs from the websocket trade with the same id in"
+
+
+def _quarantine_disagreeing_rest_rows(con: duckdb.DuckDBPyConnection, checked: str, spec: KindSpec) -> None:
+    """Give every valid ``rest`` row whose id has a valid ``ws`` row with other values a problem naming the columns."""
+    differs = " OR ".join(f"w.{c} IS DISTINCT FROM r.{c}" for c in spec.agreeing_columns)
+    names = ", ".join(f"CASE WHEN w.{c} IS DISTINCT FROM r.{c} THEN '{c}' END" for c in spec.agreeing_columns)
+    same_trade = (
+        f"w.source = 'ws' AND w.problems = '' AND w.stream = r.stream AND w.{spec.id_column} = r.{spec.id_column}"
+    )
+    con.execute(
+        f"""
+        UPDATE {checked} AS r
+        SET problems = '{REST_DISAGREES} ' || (
+            SELECT concat_ws(', ', {names}) FROM {checked} w WHERE {same_trade} AND ({differs}) LIMIT 1
+        )
+        WHERE r.source = 'rest' AND r.problems = ''
+          AND EXISTS (SELECT 1 FROM {checked} w WHERE {same_trade} AND ({differs}))
+        """
+    )

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
-from harvest_pipeline.schema import ALL_SYMBOLS, BOOKTICKER, EVENTS, PRICES
-from harvest_pipeline.store import kind_dir, read_parquet_sql, visible_files
+from harvest_pipeline.schema import ALL_SYMBOLS, RAW_KINDS
+from harvest_pipeline.store import kind_dir, kind_select_sql, visible_files
 
 MS_PER_DAY = 86_400_000
 
@@ -57,18 +56,20 @@ class DaySources:
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Expose the files as views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (empty when absent)."""
-        for view, files, schema in (
-            ("prices_raw", self.prices, PRICES),
-            ("bookticker_raw", self.bookticker, BOOKTICKER),
-            ("events_raw", self.events, EVENTS),
+        for view, files, kind in (
+            ("prices_raw", self.prices, "prices"),
+            ("bookticker_raw", self.bookticker, "bookticker"),
+            ("events_raw", self.events, "events"),
         ):
-            register_parquet_view(con, view, files, schema)
+            register_parquet_view(con, view, files, kind)
 
 
-def register_parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list[Path], schema: pa.Schema) -> None:
-    """Create ``view`` over ``files`` (hive columns off: they live in the path), or an empty table of ``schema``."""
+def register_parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list[Path], kind: str) -> None:
+    """Create ``view`` over ``files`` with exactly the columns of ``kind`` (hive columns off: they live in the path;
+    files of an older schema version read with the defaults of columns added since), or an empty table of them."""
+    schema = RAW_KINDS[kind]
     if files:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {read_parquet_sql(files)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {kind_select_sql(files, kind)}")
     else:
         con.register(f"{view}_empty", schema.empty_table())
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")

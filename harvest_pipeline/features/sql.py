@@ -16,11 +16,11 @@ import pyarrow as pa
 
 TRADES = """
 trades AS (
-    SELECT agg_trade_id, price, qty, is_buyer_maker, latency_ms, recv_time_ns,
-           (trade_time_ms - $day_start) // 1000 AS second_of_day
+    SELECT agg_trade_id, price, qty, is_buyer_maker, CASE WHEN source = 'ws' THEN latency_ms END AS latency_ms,
+           recv_time_ns, (trade_time_ms - $day_start) // 1000 AS second_of_day
     FROM prices_raw
     WHERE trade_time_ms >= $day_start AND trade_time_ms < $day_start + 86400000
-    QUALIFY row_number() OVER (PARTITION BY agg_trade_id ORDER BY recv_time_ns, segment, line) = 1
+    QUALIFY row_number() OVER (PARTITION BY agg_trade_id ORDER BY source = 'rest', recv_time_ns, segment, line) = 1
 )"""
 
 # One L1 update per exchange update id, ordered by it; e is the Cont-Kukanov-Stoikov contribution of update n

@@ -8,7 +8,9 @@ A *segment* is an append-only JSONL file. Every line is one record whose first f
 Data records (``k == "frame"``) end with ``"s":"<stream>","f":<the exchange frame, byte for byte as received>``; the
 frame is embedded without parsing or re-serialising it. A frame that cannot be embedded safely (not UTF-8, contains a
 line break, not shaped like a JSON object) becomes a ``bad_frame`` record carrying the bytes in base64 and the reason.
-REST depth snapshots are ``snapshot`` records with the response body embedded the same way (``"f"``). Everything else
+REST depth snapshots are ``snapshot`` records with the response body embedded the same way (``"f"``); trades fetched
+from REST to fill a hole are ``rest_trade`` records, one per trade object of the answer (``"f"``), each pointing at
+the ``backfill`` control record of its request (``"r"``), which holds the request's provenance. Everything else
 (connect, disconnect, subscribed, watchdog, gap, write_loss, recovered) is a control record: later stages turn those
 into the ``events`` kind.
 
@@ -48,8 +50,10 @@ from harvest_pipeline.segments.layout import (
 )
 from harvest_pipeline.segments.records import (
     CONTROL_KINDS,
+    KIND_BACKFILL,
     KIND_BAD_FRAME,
     KIND_FRAME,
+    KIND_REST_TRADE,
     KIND_SNAPSHOT,
     MAX_BAD_FRAME_BYTES,
     RECORD_KINDS,
@@ -60,6 +64,7 @@ from harvest_pipeline.segments.records import (
     encode_bad_frame,
     encode_control,
     encode_frame,
+    encode_rest_trade,
     encode_snapshot,
     iter_lines,
     iter_records,
@@ -82,8 +87,10 @@ __all__ = [
     "CONTROL_KINDS",
     "FORMAT_VERSION",
     "FileSystem",
+    "KIND_BACKFILL",
     "KIND_BAD_FRAME",
     "KIND_FRAME",
+    "KIND_REST_TRADE",
     "KIND_SNAPSHOT",
     "LOCAL_FS",
     "Line",
@@ -104,6 +111,7 @@ __all__ = [
     "encode_bad_frame",
     "encode_control",
     "encode_frame",
+    "encode_rest_trade",
     "encode_snapshot",
     "find_sealed_segment",
     "finish_seal",

@@ -14,8 +14,12 @@ import orjson
 KIND_FRAME = "frame"
 KIND_BAD_FRAME = "bad_frame"
 KIND_SNAPSHOT = "snapshot"
-CONTROL_KINDS = frozenset({"connect", "disconnect", "subscribed", "watchdog", "gap", "write_loss", "recovered"})
-RECORD_KINDS = frozenset({KIND_FRAME, KIND_BAD_FRAME, KIND_SNAPSHOT}) | CONTROL_KINDS
+KIND_REST_TRADE = "rest_trade"
+KIND_BACKFILL = "backfill"
+CONTROL_KINDS = frozenset(
+    {"connect", "disconnect", "subscribed", "watchdog", "gap", "write_loss", "recovered", KIND_BACKFILL}
+)
+RECORD_KINDS = frozenset({KIND_FRAME, KIND_BAD_FRAME, KIND_SNAPSHOT, KIND_REST_TRADE}) | CONTROL_KINDS
 
 MAX_BAD_FRAME_BYTES = 64 * 1024
 _SAFE_TOKEN = re.compile(rb"^[A-Za-z0-9@_.:\-]{1,200}$")
@@ -124,6 +128,23 @@ def encode_snapshot(recv_ns: int, conn_id: str, seq: int, symbol: str, body: byt
         body.strip(),
     )
     return Line(data, KIND_SNAPSHOT, stream, recv_ns)
+
+
+def encode_rest_trade(
+    recv_ns: int, conn_id: str, seq: int, stream: str, symbol: str, request: int, trade: bytes
+) -> Line:
+    """A ``rest_trade`` record: one trade object of a ``GET /fapi/v1/aggTrades`` answer, embedded as ``"f"``, with
+    the symbol (REST trades carry none) and ``r``, the sequence number of the ``backfill`` record of its request."""
+    data = b'{"t":%d,"c":"%b","n":%d,"k":"rest_trade","s":"%b","symbol":"%b","r":%d,"f":%b}\n' % (
+        recv_ns,
+        conn_id.encode(),
+        seq,
+        stream.encode(),
+        symbol.encode(),
+        request,
+        trade,
+    )
+    return Line(data, KIND_REST_TRADE, stream, recv_ns)
 
 
 def encode_control(recv_ns: int, conn_id: str, seq: int, kind: str, stream: str | None = None, **fields: Any) -> Line:

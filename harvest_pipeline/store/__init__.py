@@ -19,6 +19,7 @@ from harvest_pipeline.store.identity import DEDUP_KEYS
 from harvest_pipeline.store.layout import (
     DAY_FILE_PREFIX,
     kind_dir,
+    kind_select_sql,
     part_name,
     read_parquet_sql,
     sql_literal,
@@ -36,6 +37,7 @@ __all__ = [
     "ROW_GROUP_ROWS",
     "kind_dir",
     "part_name",
+    "kind_select_sql",
     "read_parquet_sql",
     "sql_literal",
     "validate_date",

@@ -38,22 +38,24 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from harvest_pipeline.segments import LOCAL_FS, FileSystem
-from harvest_pipeline.store.identity import DEDUP_KEYS
+from harvest_pipeline.store.identity import AGREEING_COLUMNS, DEDUP_KEYS, KEEP_FIRST
 from harvest_pipeline.store.layout import (
     DAY_FILE_PREFIX,
     PART_PREFIX,
     kind_dir,
+    kind_select_sql,
     read_parquet_sql,
     sql_literal,
     visible_files,
 )
 
+MAX_LISTED_DISAGREEMENTS = 100
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -69,6 +71,10 @@ class ConsolidationResult:
     duplicates_after: int
     sources: list[str]
     day_file: str | None
+    rest_disagreements: int = 0
+    """REST rows dropped for a websocket row of the same id with other values (``AGREEING_COLUMNS``)."""
+    disagreeing_ids: list[int] = field(default_factory=list)
+    """The first ``MAX_LISTED_DISAGREEMENTS`` of their ids."""
 
     @property
     def duplicate_rate(self) -> float:
@@ -163,7 +169,7 @@ def _write_day_file(
     con = duckdb.connect()
     try:
         if snapshot:
-            con.execute(f"CREATE VIEW visible AS SELECT * FROM {read_parquet_sql(snapshot)}")
+            con.execute(f"CREATE VIEW visible AS {kind_select_sql(snapshot, kind)}")
         if replacing is None:
             con.execute("CREATE VIEW snapshot AS SELECT * FROM visible")
         else:
@@ -171,12 +177,14 @@ def _write_day_file(
             old_rows = (
                 f"SELECT * FROM visible WHERE segment <> {sql_literal(segment)} UNION ALL BY NAME " if snapshot else ""
             )
-            con.execute(f"CREATE VIEW snapshot AS {old_rows}SELECT * FROM {read_parquet_sql([replacing[1]])}")
+            con.execute(f"CREATE VIEW snapshot AS {old_rows}{kind_select_sql([replacing[1]], kind)}")
         [(rows_in,)] = con.execute("SELECT count(*) FROM snapshot").fetchall()
+        disagreeing = _disagreeing_ids(con, kind)
+        keep_first = f"{KEEP_FIRST[kind]}, " if kind in KEEP_FIRST else ""
         con.execute(
             f"""COPY (
                 SELECT * FROM snapshot
-                QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY recv_time_ns, segment, line) = 1
+                QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {keep_first}recv_time_ns, segment, line) = 1
                 ORDER BY event_time_ms, {keys}
             ) TO {sql_literal(day_file)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"""
         )
@@ -193,11 +201,27 @@ def _write_day_file(
         duplicates_after=rows_out - distinct,
         sources=sources,
         day_file=day_file.name,
+        rest_disagreements=len(disagreeing),
+        disagreeing_ids=disagreeing[:MAX_LISTED_DISAGREEMENTS],
     )
     day_file.with_suffix(".json").write_text(json.dumps(asdict(result), indent=1))
     for path in (day_file, day_file.with_suffix(".json"), staging):
         _fsync(path)
     return result
+
+
+def _disagreeing_ids(con: duckdb.DuckDBPyConnection, kind: str) -> list[int]:
+    """Ids (sorted) of the REST rows of view ``snapshot`` whose websocket row of the same id has other values."""
+    columns = AGREEING_COLUMNS.get(kind)
+    if not columns:
+        return []
+    [key] = DEDUP_KEYS[kind]
+    differs = " OR ".join(f"w.{c} IS DISTINCT FROM r.{c}" for c in columns)
+    rows = con.execute(
+        f"""SELECT DISTINCT r.{key} FROM snapshot r JOIN snapshot w ON w.{key} = r.{key}
+            WHERE r.source = 'rest' AND w.source = 'ws' AND ({differs}) ORDER BY 1"""
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def _read_manifest(day_file: Path) -> ConsolidationResult:

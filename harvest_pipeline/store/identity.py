@@ -10,3 +10,12 @@ DEDUP_KEYS: dict[str, tuple[str, ...]] = {
     "events": ("segment", "line"),
 }
 """Exchange ids for market data, provenance (segment, line) for ledger records."""
+
+KEEP_FIRST: dict[str, str] = {"prices": "source = 'rest'"}
+"""SQL ordering duplicates of a kind before receive order: the first is kept (a trade seen on the websocket and
+fetched by REST keeps its websocket row)."""
+AGREEING_COLUMNS: dict[str, tuple[str, ...]] = {
+    "prices": ("trade_time_ms", "first_trade_id", "last_trade_id", "price", "qty", "is_buyer_maker"),
+}
+"""Columns a REST row must share with the websocket row of the same trade; a difference is never deduplicated
+silently (the exchange would have changed history): it is quarantined and counted."""

@@ -6,7 +6,9 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from harvest_pipeline.schema import ALL_SYMBOLS
+import pyarrow.parquet as pq
+
+from harvest_pipeline.schema import ALL_SYMBOLS, RAW_KINDS
 from harvest_pipeline.symbols import validate_symbol
 
 DAY_FILE_PREFIX = "day-"
@@ -57,3 +59,25 @@ def sql_literal(path: Path | str) -> str:
 def read_parquet_sql(files: list[Path]) -> str:
     """A ``read_parquet([...])`` table expression over exactly these files (hive columns off: they live in the path)."""
     return f"read_parquet([{', '.join(sql_literal(path) for path in files)}], hive_partitioning = false)"
+
+
+COLUMNS_ADDED_LATER: dict[tuple[str, str], str] = {("prices", "source"): "'ws'"}
+"""(kind, column) -> the SQL value a file written before the column existed reads as."""
+
+
+def kind_select_sql(files: list[Path], kind: str) -> str:
+    """``SELECT`` of exactly the columns of ``kind``'s schema over ``files``, in schema order, whatever version of the
+    schema each file was written with (a column added later reads as its ``COLUMNS_ADDED_LATER`` value)."""
+    names = RAW_KINDS[kind].names
+    present = [set(pq.read_schema(path).names) for path in files]
+    columns = []
+    for name in names:
+        default = COLUMNS_ADDED_LATER.get((kind, name))
+        if default is None or all(name in found for found in present):
+            columns.append(f'"{name}"')
+        elif any(name in found for found in present):
+            columns.append(f'coalesce("{name}", {default}) AS "{name}"')
+        else:
+            columns.append(f'{default} AS "{name}"')
+    source = read_parquet_sql(files).removesuffix(")") + ", union_by_name = true)"
+    return f"SELECT {', '.join(columns)} FROM {source}"

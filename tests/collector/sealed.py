@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harvest_pipeline.collector.buffer import is_frame_loss
 from harvest_pipeline.segments import iter_records, list_sealed_segments
 
 
@@ -32,9 +33,9 @@ def frames_per_stream(records: list[dict[str, Any]]) -> Counter[str]:
 
 
 def lost_per_stream(records: list[dict[str, Any]]) -> Counter[str]:
-    """Lines each stream lost to a full queue, from write_loss records."""
+    """Frames each stream lost, from write_loss records (lost REST trades and control records are not frames)."""
     lost: Counter[str] = Counter()
     for record in records:
-        if record["k"] == "write_loss":
+        if record["k"] == "write_loss" and is_frame_loss(record["reason"]):
             lost[record["s"]] += record["lines"]
     return lost

@@ -40,8 +40,9 @@ def _write(root: Path, day: dt.date, symbol: str, kind: str, part: str, columns:
 def write_trades(
     root: Path, trades: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
 ) -> Path:
-    """Trades as (event_time_ms, agg_trade_id, price, qty, is_buyer_maker[, latency_ms[, trade_time_ms]]); prices and
-    quantities as strings; the trade time T defaults to the event time E, the receive time is E + latency."""
+    """Trades as (event_time_ms, agg_trade_id, price, qty, is_buyer_maker[, latency_ms[, trade_time_ms[, source]]]);
+    prices and quantities as strings, source ``ws`` unless given; the trade time T defaults to the event time E, the
+    receive time is E + latency."""
     columns = {
         "event_time_ms": [t[0] for t in trades],
         "trade_time_ms": [t[6] if len(t) > 6 else t[0] for t in trades],
@@ -52,6 +53,7 @@ def write_trades(
         "qty": [Decimal(t[3]) for t in trades],
         "is_buyer_maker": [t[4] for t in trades],
         "latency_ms": [t[5] if len(t) > 5 else 5 for t in trades],
+        "source": [t[7] if len(t) > 7 else "ws" for t in trades],
     }
     return _write(root, day, symbol, "prices", part, columns, PRICES)
 

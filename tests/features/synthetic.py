@@ -92,6 +92,7 @@ def write_synthetic_day(
         "price": decimals(trade_steps * (SCALE // 10)),
         "qty": decimals(rng.integers(1, 5_000, trades) * (SCALE // 1000)),
         "is_buyer_maker": rng.random(trades) < 0.5,
+        "source": pa.array(["ws"] * trades, pa.string()),
         **_provenance(trade_ms, rng.integers(0, 40, trades)),
     }
     book = {
