@@ -18,7 +18,8 @@ SYMBOL = "BTCUSDT"
 T0 = day_start_ms(DAY)
 
 
-def _write(root: Path, day: dt.date, symbol: str, kind: str, part: str, columns: dict, schema: pa.Schema) -> Path:
+def write_raw(root: Path, day: dt.date, symbol: str, kind: str, part: str, columns: dict, schema: pa.Schema) -> Path:
+    """One Parquet part of ``kind`` from ``columns`` plus provenance (receive time = event time + latency)."""
     n = len(next(iter(columns.values())))
     latency = columns.pop("latency_ms", [5] * n)
     provenance = {
@@ -55,7 +56,7 @@ def write_trades(
         "latency_ms": [t[5] if len(t) > 5 else 5 for t in trades],
         "source": [t[7] if len(t) > 7 else "ws" for t in trades],
     }
-    return _write(root, day, symbol, "prices", part, columns, PRICES)
+    return write_raw(root, day, symbol, "prices", part, columns, PRICES)
 
 
 def write_ticks(root: Path, ticks: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL) -> Path:
@@ -70,7 +71,7 @@ def write_ticks(root: Path, ticks: list[tuple], part: str = "part-a", day: dt.da
         "ask_qty": [Decimal(t[5]) for t in ticks],
         "latency_ms": [t[6] if len(t) > 6 else 5 for t in ticks],
     }
-    return _write(root, day, symbol, "bookticker", part, columns, BOOKTICKER)
+    return write_raw(root, day, symbol, "bookticker", part, columns, BOOKTICKER)
 
 
 def write_events(
@@ -85,4 +86,4 @@ def write_events(
         **{name: [e.get(name) for e in events] for name in optional},
         "conn_id": [e.get("conn_id", "c1") for e in events],
     }
-    return _write(root, day, symbol, "events", part, columns, EVENTS)
+    return write_raw(root, day, symbol, "events", part, columns, EVENTS)
