@@ -71,7 +71,7 @@ FEATURE_CHECK_SPECS = [
 
 @dg.asset(
     partitions_def=DAY_SYMBOL_PARTITIONS,
-    deps=[daily_asset_key(kind) for kind in FEATURE_KINDS],
+    deps=[*(daily_asset_key(kind) for kind in FEATURE_KINDS), dg.AssetKey("completeness")],
     check_specs=FEATURE_CHECK_SPECS,
     group_name="features",
     kinds={"duckdb", "parquet"},

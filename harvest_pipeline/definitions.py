@@ -1,11 +1,13 @@
 """The one Dagster ``Definitions`` object: assets, checks, jobs, sensors and schedules wired to one resource.
 
-The assets form one graph: ``sealed_segments`` (external) -> the raw kinds -> the ``*_daily`` kinds -> ``features_1s``.
+The assets form one graph: ``sealed_segments`` (external) -> the raw kinds -> the ``*_daily`` kinds -> ``completeness``
+(blocking check ``no_unexplained_holes``) -> ``features_1s``.
 """
 
 import dagster as dg
 
 from assets.compaction import COMPACTION_ASSETS, COMPACTION_JOB
+from assets.completeness import COMPLETENESS_ASSETS
 from assets.consolidation import CONSOLIDATION_ASSETS
 from assets.features import FEATURE_ASSETS
 from assets.resources import HarvestStorage
@@ -15,7 +17,7 @@ from sensors.retention import RETENTION_SCHEDULES
 from sensors.segments import COMPACTION_SENSORS
 
 defs = dg.Definitions(
-    assets=[*COMPACTION_ASSETS, *CONSOLIDATION_ASSETS, *FEATURE_ASSETS],
+    assets=[*COMPACTION_ASSETS, *CONSOLIDATION_ASSETS, *COMPLETENESS_ASSETS, *FEATURE_ASSETS],
     jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS],
     sensors=[*COMPACTION_SENSORS, *FEATURE_SENSORS],
     schedules=RETENTION_SCHEDULES,

@@ -3,7 +3,8 @@
 Per-stream freshness (from the collector's /healthz), the last sealed segment, segments without a valid sidecar, the
 compaction lag (segments sealed but not yet compacted) shown apart from segments whose compaction keeps failing, the
 failed Dagster runs of the last 24 h (a run counts as recovered once a retry of it, a later run of the same partition,
-or the compaction of all its segments succeeded), disk use and free space. Every section degrades to a clear
+or the compaction of all its segments succeeded), the completeness certificates of the last 3 UTC days (one line per
+day x symbol), disk use and free space. Every section degrades to a clear
 "unavailable" line instead of failing, because status is what an operator runs when something is already wrong.
 """
 
@@ -16,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ SEGMENT_PARTITIONS_NAME = "segments"
 FAILED_RUN_WINDOW_S = 24 * 3600
 """Failed runs older than this are history, not a status."""
 MAX_LISTED = 10
+CERTIFIED_DAYS = 3
+"""Completed UTC days whose certificates the screen shows (today has none until it is consolidated)."""
 
 # Dagster's documented run tags that harvest reads and writes. Dagster 1.13 exports no public constants for them, and
 # its RunRequest takes no partition range argument: a range run is requested with the two range tags.
@@ -79,6 +82,66 @@ class FailedRun:
 
 
 @dataclass
+class DayCertificate:
+    """The completeness certificate of one day x symbol, summed over its streams (None figures: no certificate)."""
+
+    day: str
+    symbol: str
+    found: bool
+    certified: bool = False
+    trades: int = 0
+    trades_rest: int = 0
+    healed: int = 0
+    declared: int = 0
+    unexplained: int = 0
+    book_share: float | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        """One status line."""
+        where = f"  {self.day} {self.symbol:<12}"
+        if self.error is not None:
+            return f"{where} certificate unreadable: {self.error}"
+        if not self.found:
+            return f"{where} no certificate yet"
+        verdict = "certified" if self.certified else f"NOT CERTIFIED: {self.unexplained} unexplained hole(s)"
+        book = "" if self.book_share is None else f"; book chain {100 * self.book_share:.1f} % of the day"
+        return (
+            f"{where} {verdict}; trades {self.trades:,} ({self.trades_rest:,} from REST); holes healed "
+            f"{self.healed}, declared {self.declared}{book}"
+        )
+
+
+def read_day_certificate(parquet_root: Path, day: date, symbol: str) -> DayCertificate:
+    """The certificate of ``day`` x ``symbol`` as one summary (never raises: status must always render)."""
+    import pyarrow.parquet as pq
+
+    from harvest_pipeline.completeness import certificate_path
+
+    summary = DayCertificate(day.isoformat(), symbol, found=False)
+    path = certificate_path(parquet_root, day, symbol)
+    if not path.exists():
+        return summary
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - a broken file is a status line, not a crash
+        summary.error = str(exc)
+        return summary
+    summary.found = True
+    summary.certified = all(row["certified"] for row in rows)
+    for row in rows:
+        if row["sequence"] == "agg_trade_id":
+            summary.trades += row["rows"]
+            summary.trades_rest += row["rows_rest"]
+        if row["book_chain_share"] is not None:
+            summary.book_share = row["book_chain_share"]
+        summary.healed += row["healed_holes"]
+        summary.declared += row["declared_holes"]
+        summary.unexplained += row["unexplained_holes"]
+    return summary
+
+
+@dataclass
 class PipelineStatus:
     """Everything ``harvest status`` shows, gathered without printing (tests read it)."""
 
@@ -95,6 +158,7 @@ class PipelineStatus:
     failed_runs: list[FailedRun]
     disk_used: dict[str, int]
     disk_free: int
+    certificates: list[DayCertificate]
 
     @property
     def unrecovered_runs(self) -> list[FailedRun]:
@@ -202,8 +266,14 @@ def _open_instance(dagster_home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def gather_status(paths: DataPaths, metrics_url: str, now: float | None = None) -> PipelineStatus:
-    """Collect every section of the status screen."""
+def gather_status(
+    paths: DataPaths, metrics_url: str, now: float | None = None, symbols: tuple[str, ...] | None = None
+) -> PipelineStatus:
+    """Collect every section of the status screen (certificates of ``symbols``, default the installation's)."""
+    if symbols is None:
+        from harvest_pipeline.settings import load_settings
+
+        symbols = load_settings().symbols
     now = now or time.time()
     health, health_error = None, None
     try:
@@ -226,9 +296,12 @@ def gather_status(paths: DataPaths, metrics_url: str, now: float | None = None) 
     free = shutil.disk_usage(paths.root if paths.root.exists() else Path.cwd()).free
     last_sealed = inventory.valid[-1][1] if inventory.valid else None
     sealed_count = len(inventory.valid) + len(problems)
+    today = datetime.fromtimestamp(now, tz=UTC).date()
+    days = [today - timedelta(days=back) for back in range(1, CERTIFIED_DAYS + 1)]
+    certificates = [read_day_certificate(paths.parquet, day, symbol) for day in days for symbol in symbols]
     return PipelineStatus(
         health, health_error, sealed_count, last_sealed, problems, lagging, failing, compaction_error, failures, used,
-        free,
+        free, certificates,
     )  # fmt: skip
 
 
@@ -274,6 +347,9 @@ def render_status(status: PipelineStatus, now: float | None = None) -> str:
         )
         lines += _listed(status.sidecar_problems)
     lines += _compaction_lines(status)
+    if status.certificates:
+        lines.append(f"completeness (last {CERTIFIED_DAYS} UTC days):")
+        lines += [certificate.line() for certificate in status.certificates]
     used = ", ".join(f"{area} {size / 1e6:.1f} MB" for area, size in status.disk_used.items())
     lines.append(f"disk: {used}; free {status.disk_free / 1e9:.1f} GB")
     return "\n".join(lines)
@@ -316,5 +392,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_status(status))
     healthy = status.health is not None and status.health.get("status") == "ok"
-    attention = status.unrecovered_runs or status.failing or status.sidecar_problems or status.compaction_error
+    uncertified = [c for c in status.certificates if c.found and not c.certified]
+    attention = (
+        status.unrecovered_runs or status.failing or status.sidecar_problems or status.compaction_error or uncertified
+    )
     return 0 if healthy and not attention else 1

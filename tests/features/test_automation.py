@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
+from assets.completeness import completeness
 from assets.consolidation import CONSOLIDATED_KINDS, daily_asset_key, daily_consolidation
 from assets.features import features_1s
 from assets.resources import HarvestStorage
@@ -48,7 +49,7 @@ def requested(result: dg.EvaluateAutomationConditionsResult) -> set[tuple[str, s
     """(asset, partition) pairs one automation evaluation requested."""
     return {
         (key.to_user_string(), partition)
-        for key in (*map(daily_asset_key, CONSOLIDATED_KINDS), features_1s.key)
+        for key in (*map(daily_asset_key, CONSOLIDATED_KINDS), completeness.key, features_1s.key)
         for partition in result.get_requested_partitions(key)
     }
 
@@ -69,7 +70,8 @@ def test_nightly_automation_consolidates_yesterday_and_builds_its_features_once_
         before = evaluate(at(after, 0, 10))
         assert requested(before) == set(), "nothing before the 00:20 tick"
         tick = evaluate(at(after, 0, 21), before.cursor)
-        assert requested(tick) == nightly | {("features_1s", yesterday)}, "one day x symbol, daily kinds + features"
+        built = {("completeness", yesterday), ("features_1s", yesterday)}
+        assert requested(tick) == nightly | built, "one day x symbol: daily kinds, certificate, features"
         assert requested(evaluate(at(after, 0, 40), tick.cursor)) == set(), "once per tick"
         next_night = evaluate(at(after + dt.timedelta(days=1), 0, 21), tick.cursor)
         assert {partition for _, partition in requested(next_night)} == {f"{after}|{SYMBOL}"}
@@ -92,8 +94,10 @@ def test_a_past_days_consolidation_rebuilds_its_features_by_automation(tmp_path)
             daily_asset_key(kind) for kind in CONSOLIDATED_KINDS
         }
         after = dg.evaluate_automation_conditions(defs, instance, cursor=quiet.cursor)
-        assert requested(after) == {("features_1s", str(partition))}
-        built = dg.materialize([features_1s], partition_key=partition, instance=instance, resources=resources)
+        assert requested(after) == {("completeness", str(partition)), ("features_1s", str(partition))}
+        built = dg.materialize(
+            [completeness, features_1s], partition_key=partition, instance=instance, resources=resources
+        )
         assert built.success
         trades = pq.read_table(features_path(tmp_path / "parquet", DAY, SYMBOL)).column("trade_count").to_pylist()
         assert trades[:3] == [0, 1, 1], "the features hold the late trade"

@@ -13,11 +13,13 @@ from assets.compaction import RAW_KIND_KEYS, SEGMENT_PARTITIONS
 from assets.consolidation import CONSOLIDATED_KINDS, daily_asset_key
 from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.definitions import defs
+from harvest_pipeline.schema import COMPLETENESS as COMPLETENESS_SCHEMA
 from harvest_pipeline.schema import FEATURES_1S, RAW_KINDS
 from tests.ops.compacted import compact, write_registered_segments
 
 SOURCE = dg.AssetKey("sealed_segments")
 FEATURES = dg.AssetKey("features_1s")
+COMPLETENESS = dg.AssetKey("completeness")
 SPECS = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
 
 
@@ -39,7 +41,11 @@ def test_features_1s_reads_back_through_daily_and_raw_kinds_to_the_sealed_segmen
         assert {daily_asset_key(kind), RAW_KIND_KEYS[kind], SOURCE} <= upstream, kind
     for kind in CONSOLIDATED_KINDS:
         assert upstream_of(daily_asset_key(kind)) == {RAW_KIND_KEYS[kind], SOURCE}
-    assert set(SPECS) == {SOURCE, FEATURES, *RAW_KIND_KEYS.values(), *map(daily_asset_key, CONSOLIDATED_KINDS)}
+    certified = ("prices", "orderbook", "depth_snapshot", "events")
+    assert {dep.asset_key for dep in SPECS[COMPLETENESS].deps} == set(map(daily_asset_key, certified))
+    assert COMPLETENESS in {dep.asset_key for dep in SPECS[FEATURES].deps}, "a day's features show its certificate"
+    daily = map(daily_asset_key, CONSOLIDATED_KINDS)
+    assert set(SPECS) == {SOURCE, FEATURES, COMPLETENESS, *RAW_KIND_KEYS.values(), *daily}
     assert not SPECS[SOURCE].deps and SPECS[SOURCE].partitions_def is None, "the source is one unpartitioned folder"
     assert not defs.resolve_assets_def(SOURCE).is_executable, "Dagster never materializes the segments"
 
@@ -52,9 +58,13 @@ def test_each_daily_kind_reads_every_segment_partition_of_its_raw_kind():
 
 
 def test_every_asset_declares_owners_kinds_version_columns_and_pool():
-    schemas = {**{RAW_KIND_KEYS[k]: s for k, s in RAW_KINDS.items()}, FEATURES: FEATURES_1S}
+    schemas = {
+        **{RAW_KIND_KEYS[k]: s for k, s in RAW_KINDS.items()},
+        FEATURES: FEATURES_1S,
+        COMPLETENESS: COMPLETENESS_SCHEMA,
+    }
     schemas |= {daily_asset_key(kind): RAW_KINDS[kind] for kind in CONSOLIDATED_KINDS}
-    duckdb_heavy = {FEATURES, *map(daily_asset_key, CONSOLIDATED_KINDS)}
+    duckdb_heavy = {FEATURES, COMPLETENESS, *map(daily_asset_key, CONSOLIDATED_KINDS)}
     for key, spec in SPECS.items():
         name = key.to_user_string()
         assert spec.owners == ["team:harvest"], name
@@ -86,7 +96,7 @@ def test_automation_stays_fast_with_10000_segment_partitions(tmp_path):
             defs, instance, evaluation_time=dt.datetime(2026, 1, 6, 0, 21, tzinfo=dt.UTC), cursor=cursor
         )
         elapsed = time.perf_counter() - started
-    assert result.total_requested == len(CONSOLIDATED_KINDS) + 1, "yesterday's daily kinds and its features"
+    assert result.total_requested == len(CONSOLIDATED_KINDS) + 2, "yesterday's daily kinds, certificate, features"
     assert elapsed < 5.0, f"one automation evaluation took {elapsed:.2f} s with 10,000 segment partitions"
 
 

@@ -4,6 +4,7 @@ failed runs judged as recovered or not, and no crash on a corrupt sidecar."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 
 import dagster as dg
@@ -64,3 +65,32 @@ def test_status_with_every_sidecar_corrupt_still_renders(tmp_path):
 
     assert status.last_sealed is None and len(status.sidecar_problems) == 2
     assert "segments: 2 sealed, none with a valid sidecar" in render_status(status)
+
+
+def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_for_attention_when_one_fails(tmp_path):
+    from harvest_pipeline.completeness import build_certificate, write_certificate
+    from tests.completeness.rawfiles import write_prices
+
+    paths = DataPaths.from_root(tmp_path)
+    paths.dagster_home.mkdir(parents=True)
+    now = time.time()
+    today = dt.datetime.fromtimestamp(now, tz=dt.UTC).date()
+    yesterday, two_days_ago = today - dt.timedelta(days=1), today - dt.timedelta(days=2)
+    write_prices(paths.parquet, range(1, 50), day=two_days_ago)
+    write_prices(paths.parquet, [*range(50, 60), *range(70, 80)], day=yesterday)  # 60..69 unexplained
+    write_prices(paths.parquet, range(60, 65), source="rest", part="part-r", day=yesterday)  # 60..64 healed
+    for day in (two_days_ago, yesterday):
+        write_certificate(build_certificate(paths.parquet, day, "BTCUSDT"), paths.parquet, day, "BTCUSDT")
+
+    with dg.instance_for_test(temp_dir=str(paths.dagster_home)):
+        status = gather_status(paths, CLOSED_PORT_URL, now=now, symbols=("BTCUSDT",))
+    screen = render_status(status, now=now).splitlines()
+
+    at = screen.index("completeness (last 3 UTC days):")
+    assert screen[at + 1 : at + 4] == [
+        f"  {yesterday} BTCUSDT      NOT CERTIFIED: 1 unexplained hole(s); trades 25 (5 from REST); holes healed 1, "
+        "declared 0",
+        f"  {two_days_ago} BTCUSDT      certified; trades 49 (0 from REST); holes healed 0, declared 0",
+        f"  {today - dt.timedelta(days=3)} BTCUSDT      no certificate yet",
+    ]
+    assert run(argparse.Namespace(data=str(tmp_path), metrics_url=CLOSED_PORT_URL, json=False)) == 1
