@@ -102,6 +102,28 @@ FROM write_losses WHERE recv_lo IS NOT NULL AND recv_hi IS NOT NULL
 """Depth: a ``gap`` whose break (expected = last ``u`` .. got = ``pu``) shares ids with the stored break (ends
 touching do not count), a collector down time, a ``write_loss`` by receive time."""
 
+_MERGED_ID_RANGES = """
+WITH raw AS ({explanations}),
+ordered AS (
+    SELECT *, max(id_hi) OVER (PARTITION BY priority ORDER BY id_lo, id_hi
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach
+    FROM raw WHERE rule = 'ids'
+),
+islands AS (
+    SELECT *, sum(CASE WHEN id_lo <= reach + 1 THEN 0 ELSE 1 END) OVER (PARTITION BY priority ORDER BY id_lo, id_hi)
+        AS island
+    FROM ordered
+)
+SELECT priority, 'ids' AS rule, min(id_lo) AS id_lo, max(id_hi) AS id_hi, NULL AS recv_lo, NULL AS recv_hi,
+       min(reason) AS reason
+FROM islands GROUP BY priority, island
+UNION ALL
+SELECT priority, rule, id_lo, id_hi, recv_lo, recv_hi, reason FROM raw WHERE rule <> 'ids'
+"""
+"""The explanations with every run of overlapping or touching ``ids`` ranges of one priority merged into one: a hole
+the collector declared in several records (a write loss written in several attempts, consecutive gaps) is covered
+by their union. The merged range keeps the first reason (by text)."""
+
 _NUMBERED = f"""
 CREATE OR REPLACE TEMP TABLE numbered AS
 SELECT {", ".join(HOLES_COLUMNS)}, row_number() OVER () AS hole_no,
@@ -181,7 +203,7 @@ def judge_holes(con: duckdb.DuckDBPyConnection, stream: str, explanations_sql: s
     """Explain every row of ``holes`` with the records ``explanations_sql`` (``TRADE_EXPLANATIONS`` or
     ``DEPTH_EXPLANATIONS``) draws from ``events_raw`` for ``stream``."""
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE explanations AS {explanations_sql}",
+        f"CREATE OR REPLACE TEMP TABLE explanations AS {_MERGED_ID_RANGES.format(explanations=explanations_sql)}",
         {"stream": stream, "many_streams": MANY_STREAMS},
     )
     con.execute(_NUMBERED)

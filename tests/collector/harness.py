@@ -102,10 +102,10 @@ def read_json_file(path: Path, timeout: float = 20.0) -> dict[str, Any]:
 class SimulatorProcess:
     """``harvest simulate`` in its own process."""
 
-    def __init__(self, tmp_path: Path, symbols: str = "BTCUSDT", rate: float = 1.0):
+    def __init__(self, tmp_path: Path, symbols: str = "BTCUSDT", rate: float = 1.0, extra_args: tuple[str, ...] = ()):
         self.ready = tmp_path / "sim-ready.json"
         self.accounting_file = tmp_path / "sim-accounting.json"
-        args = ["simulate", "--symbols", symbols, "--rate", str(rate), "--seed", "5"]
+        args = ["simulate", "--symbols", symbols, "--rate", str(rate), "--seed", "5", *extra_args]
         args += ["--ready-file", str(self.ready), "--accounting-file", str(self.accounting_file)]
         self.process = start_cli(args, tmp_path / "sim.log")
         self.info = read_json_file(self.ready)

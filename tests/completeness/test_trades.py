@@ -192,6 +192,19 @@ def test_a_write_loss_naming_trade_ids_explains_by_ids_not_times(tmp_path):
     assert trades_row(tmp_path)["holes"] == [hole(111, 115, "declared", "write loss: queue full", 110, 116)]
 
 
+@pytest.mark.parametrize(
+    ("ranges", "cause"),
+    [(((111, 112), (113, 115)), "declared"), (((111, 113), (112, 115)), "declared"), (((111, 112), (114, 115)), None)],
+    ids=["touching", "overlapping", "one-id-apart"],
+)
+def test_several_records_naming_trade_ids_explain_a_hole_their_union_covers(tmp_path, ranges, cause):
+    with_hole_111_115(tmp_path)
+    late = trade_recv_ns(150)
+    ledger(tmp_path, *(write_loss(late, late, first_id=low, last_id=high) for low, high in ranges))
+    [judged] = trades_row(tmp_path)["holes"]
+    assert judged["cause"] == (cause or "unexplained")
+
+
 def test_the_most_specific_record_names_the_reason(tmp_path):
     with_hole_111_115(tmp_path)
     ledger(
