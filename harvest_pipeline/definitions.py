@@ -12,12 +12,13 @@ from assets.consolidation import CONSOLIDATION_ASSETS
 from assets.features import FEATURE_ASSETS
 from assets.resources import HarvestStorage
 from assets.retention import RETENTION_JOBS
+from assets.trade_backfill import TRADE_BACKFILL_ASSETS
 from sensors.features import FEATURE_JOBS, FEATURE_SENSORS
 from sensors.retention import RETENTION_SCHEDULES
 from sensors.segments import COMPACTION_SENSORS
 
 defs = dg.Definitions(
-    assets=[*COMPACTION_ASSETS, *CONSOLIDATION_ASSETS, *COMPLETENESS_ASSETS, *FEATURE_ASSETS],
+    assets=[*COMPACTION_ASSETS, *CONSOLIDATION_ASSETS, *COMPLETENESS_ASSETS, *FEATURE_ASSETS, *TRADE_BACKFILL_ASSETS],
     jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS],
     sensors=[*COMPACTION_SENSORS, *FEATURE_SENSORS],
     schedules=RETENTION_SCHEDULES,

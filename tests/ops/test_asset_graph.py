@@ -20,6 +20,8 @@ from tests.ops.compacted import compact, write_registered_segments
 SOURCE = dg.AssetKey("sealed_segments")
 FEATURES = dg.AssetKey("features_1s")
 COMPLETENESS = dg.AssetKey("completeness")
+TRADE_BACKFILL = dg.AssetKey("trade_backfill")
+"""Launched by hand, writes a segment (not a table): no column schema, no freshness policy."""
 SPECS = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
 
 
@@ -45,7 +47,8 @@ def test_features_1s_reads_back_through_daily_and_raw_kinds_to_the_sealed_segmen
     assert {dep.asset_key for dep in SPECS[COMPLETENESS].deps} == set(map(daily_asset_key, certified))
     assert COMPLETENESS in {dep.asset_key for dep in SPECS[FEATURES].deps}, "a day's features show its certificate"
     daily = map(daily_asset_key, CONSOLIDATED_KINDS)
-    assert set(SPECS) == {SOURCE, FEATURES, COMPLETENESS, *RAW_KIND_KEYS.values(), *daily}
+    assert set(SPECS) == {SOURCE, FEATURES, COMPLETENESS, TRADE_BACKFILL, *RAW_KIND_KEYS.values(), *daily}
+    assert not SPECS[TRADE_BACKFILL].deps and SPECS[TRADE_BACKFILL].automation_condition is None
     assert not SPECS[SOURCE].deps and SPECS[SOURCE].partitions_def is None, "the source is one unpartitioned folder"
     assert not defs.resolve_assets_def(SOURCE).is_executable, "Dagster never materializes the segments"
 
@@ -73,7 +76,7 @@ def test_every_asset_declares_owners_kinds_version_columns_and_pool():
         assert spec.description, name
         pool = defs.resolve_assets_def(key).op.pool if key != SOURCE else None
         assert pool == (DUCKDB_POOL if key in duckdb_heavy else None), name
-        if key == SOURCE:
+        if key in (SOURCE, TRADE_BACKFILL):
             continue
         columns = spec.metadata["dagster/column_schema"].columns
         assert [(c.name, c.type) for c in columns] == [(f.name, str(f.type)) for f in schemas[key]], name
