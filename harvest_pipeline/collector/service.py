@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import importlib
 import itertools
 import logging
@@ -295,6 +296,10 @@ class CollectorService:
                 asyncio.create_task(watchdog.run()),
                 asyncio.create_task(self._watch_disk()),
             ]
+            # Everything built so far (modules, config, the stream table) lives as long as the process: moved out of
+            # the collected generations, a full collection scans only what the feed allocates, ~0.2 ms instead of
+            # 15-25 ms of a stopped event loop (bench/backfill_latency.py).
+            gc.freeze()
             for shard in self.shards:
                 shard.start()
             self._write_ready_file()

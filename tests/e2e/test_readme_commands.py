@@ -8,6 +8,7 @@ fails when the README shows a command no test runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import duckdb
 import orjson
 import pytest
 
+from harvest_pipeline.completeness import build_certificate, write_certificate
 from harvest_pipeline.up import free_port
 from tests.e2e.harness import http_json, wait_for
 from tests.e2e.readme import EXAMPLE_DATE, REPO, command_matching, shell_commands, sql_statements, without_comment
@@ -34,6 +36,7 @@ RUNNERS = {
     r"^bash \.ci/run$": "CI itself: .ci/run is the command CI runs",
     r"^harvest status$": "test_status_and_features_commands_answer_about_the_recording",
     r"^harvest features ": "test_status_and_features_commands_answer_about_the_recording",
+    r"harvest backfill --date ": "test_the_backfill_command_heals_the_recorded_day",
     r"^harvest simulate --symbols ": "test_the_simulator_commands_serve_fault_and_account",
     r"^curl ": "test_the_simulator_commands_serve_fault_and_account",
     r"^harvest simulate --replay ": "test_the_replay_command_serves_the_recorded_segments",
@@ -136,12 +139,16 @@ def test_the_run_command_installs_and_starts_the_pipeline_on_a_fresh_copy(fresh_
 def test_example_queries_run_on_the_recorded_data(fresh_copy: FreshCopy, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(fresh_copy.root)
     date = fresh_copy.recorded_date()
+    day, parquet = dt.date.fromisoformat(date), fresh_copy.root / "data/parquet"
+    write_certificate(build_certificate(parquet, day, "BTCUSDT"), parquet, day, "BTCUSDT")  # as the nightly run does
     answers = {}
     for statement in sql_statements():
         answers[statement] = duckdb.sql(statement.replace(EXAMPLE_DATE, date)).fetchall()
-    trades, per_kind, features, _feed_holes = answers.values()
+    trades, per_kind, features, _feed_holes, certificate, _holes = answers.values()
     assert trades and features, "the trades and features queries found no rows"
     assert {kind for _, kind, _ in per_kind} >= {"prices", "bookticker", "orderbook", "events", "features_1s"}
+    assert [row[0] for row in certificate] == ["btcusdt@aggTrade", "btcusdt@depth@100ms"], certificate
+    assert all(row[1] for row in certificate), f"a fresh simulated recording is certified: {certificate}"
 
 
 def test_status_and_features_commands_answer_about_the_recording(fresh_copy: FreshCopy) -> None:
@@ -151,6 +158,13 @@ def test_status_and_features_commands_answer_about_the_recording(fresh_copy: Fre
     features = fresh_copy.shell(features_command)
     assert features.returncode == 0, features.stdout + features.stderr
     assert "86400" in features.stdout.replace(",", ""), features.stdout
+
+
+def test_the_backfill_command_heals_the_recorded_day(fresh_copy: FreshCopy) -> None:
+    command = command_matching(r"harvest backfill --date ").replace(EXAMPLE_DATE, fresh_copy.recorded_date())
+    healed = fresh_copy.shell(command)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert "BTCUSDT" in healed.stdout + healed.stderr, healed.stdout + healed.stderr
 
 
 def test_the_simulator_commands_serve_fault_and_account(fresh_copy: FreshCopy) -> None:
