@@ -82,8 +82,9 @@ def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_fo
     for day in (two_days_ago, yesterday):
         write_certificate(build_certificate(paths.parquet, day, "BTCUSDT"), paths.parquet, day, "BTCUSDT")
 
-    with dg.instance_for_test(temp_dir=str(paths.dagster_home)):
+    with dg.instance_for_test(temp_dir=str(paths.dagster_home)):  # sets DAGSTER_HOME for this block only
         status = gather_status(paths, CLOSED_PORT_URL, now=now, symbols=("BTCUSDT",))
+        exit_code = run(argparse.Namespace(data=str(tmp_path), metrics_url=CLOSED_PORT_URL, json=False))
     screen = render_status(status, now=now).splitlines()
 
     at = screen.index("completeness (last 3 UTC days):")
@@ -93,4 +94,4 @@ def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_fo
         f"  {two_days_ago} BTCUSDT      certified; trades 49 (0 from REST); holes healed 0, declared 0",
         f"  {today - dt.timedelta(days=3)} BTCUSDT      no certificate yet",
     ]
-    assert run(argparse.Namespace(data=str(tmp_path), metrics_url=CLOSED_PORT_URL, json=False)) == 1
+    assert exit_code == 1
