@@ -111,9 +111,6 @@ frames it concerns (e.g. frames dropped by a write loss); ``detail`` is the full
 a symbol (a connection dropped) are filed under ``symbol=ALL``.
 """
 
-PRICE_SOURCES = ("ws", "rest")
-"""Values of ``prices.source``; when both saw a trade, the websocket row is kept."""
-
 COMPLETENESS_HOLE = pa.struct(
     [
         pa.field("first_id", pa.int64(), nullable=False),

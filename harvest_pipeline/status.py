@@ -260,10 +260,11 @@ def run_recovery(instance: dg.DagsterInstance, record: dg.RunRecord, progress: S
 
 
 def _open_instance(dagster_home: Path) -> dg.DagsterInstance:
+    """The instance of ``$DAGSTER_HOME`` if set, else of the installation's ``dagster_home``; opened without
+    touching the process environment (a caller's later instances must not inherit this one)."""
     import dagster as dg
 
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home))
-    return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(os.environ.get("DAGSTER_HOME") or str(dagster_home))
 
 
 def gather_status(

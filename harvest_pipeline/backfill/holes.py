@@ -123,9 +123,10 @@ def read_page(hole: Hole, ids: list[int]) -> PageOutcome:
     return PageOutcome(in_hole, not_served, reached + 1)
 
 
+NOT_SERVED = "the exchange serves no trade with ids"
+"""How the reason of ids an answer proved absent starts (``not_served_reason``)."""
+
+
 def not_served_reason(first_id: int, last_id: int) -> str:
     """The declared reason for ids an answer proved the exchange does not serve."""
-    return (
-        f"the exchange serves no trade with ids {first_id}..{last_id} "
-        "(never issued, or older than the history it keeps)"
-    )
+    return f"{NOT_SERVED} {first_id}..{last_id} (never issued, or older than the history it keeps)"

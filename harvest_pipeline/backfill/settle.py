@@ -15,7 +15,14 @@ from itertools import takewhile
 
 import orjson
 
-from harvest_pipeline.backfill.holes import AGG_TRADES_PAGE, AGG_TRADES_WEIGHT, Hole, not_served_reason, read_page
+from harvest_pipeline.backfill.holes import (
+    AGG_TRADES_PAGE,
+    AGG_TRADES_WEIGHT,
+    NOT_SERVED,
+    Hole,
+    not_served_reason,
+    read_page,
+)
 from harvest_pipeline.backfill.rest import PageAnswer
 from harvest_pipeline.collector.rest_budget import DEFAULT_RETRY_AFTER_S
 from harvest_pipeline.segments import Line, encode_bad_frame, encode_control, encode_rest_trade
@@ -24,7 +31,7 @@ OUTCOME_FETCHED = "fetched"
 OUTCOME_DECLARED = "declared"
 NO_TRADE_PROBLEM = "the exchange answered no trade from this id"
 GAVE_UP = "REST backfill gave up"
-BACKFILL_DECLARATIONS = (GAVE_UP, not_served_reason(0, 0).partition("0..0")[0])
+BACKFILL_DECLARATIONS = (GAVE_UP, NOT_SERVED)
 """How the reasons of this module's declarations start: a hole declared with one of them was already tried by REST."""
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from harvest_pipeline.backfill.days import HealProgress, RetryPolicy, heal_days
-from harvest_pipeline.backfill.holes import not_served_reason
+from harvest_pipeline.backfill.holes import NOT_SERVED, not_served_reason
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments import list_sealed_segments
 from harvest_pipeline.simulator import Simulator, SimulatorConfig, running_simulator
@@ -25,8 +25,6 @@ from tests.backfill.recording import (
     run,
     trade_certificate,
 )
-
-NOT_SERVED = not_served_reason(0, 0).partition("0..0")[0]
 
 
 def test_holes_are_filled_exactly_once_within_the_weight_budget_and_a_second_run_finds_nothing(tmp_path: Path) -> None:
