@@ -1,4 +1,4 @@
-"""The admin HTTP API on its own loopback port: accounting, open connections and fault injection."""
+"""The admin HTTP API on its own loopback port: accounting, open connections, fault injection and the true book."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def _json(value: object, status: int = 200) -> web.Response:
 
 
 class AdminServer:
-    """``GET /admin/accounting``, ``GET /admin/connections``, ``POST /admin/fault``; always bound to loopback."""
+    """``GET /admin/accounting``, ``GET /admin/connections``, ``POST /admin/fault``, ``GET /admin/book``; always
+    bound to loopback."""
 
     def __init__(self, simulator: Simulator):
         self.simulator = simulator
@@ -32,6 +33,7 @@ class AdminServer:
         app.router.add_get("/admin/accounting", self._accounting)
         app.router.add_get("/admin/connections", self._connections)
         app.router.add_post("/admin/fault", self._fault)
+        app.router.add_get("/admin/book", self._book)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, ADMIN_HOST, port)
@@ -59,3 +61,31 @@ class AdminServer:
             return _json(await self.simulator.apply_fault(body))
         except FaultError as exc:
             return _json({"ok": False, "error": str(exc)}, status=400)
+
+    async def _book(self, request: web.Request) -> web.Response:
+        query = request.query
+        symbol = query.get("symbol")
+        if not symbol:
+            return _json({"ok": False, "error": "parameter 'symbol' is required"}, status=400)
+        try:
+            update_id = _int_parameter(query.get("update_id"), "update_id", minimum=0)
+            limit = _int_parameter(query.get("limit"), "limit", minimum=1) if "limit" in query else None
+        except ValueError as exc:
+            return _json({"ok": False, "error": str(exc)}, status=400)
+        try:
+            return _json(self.simulator.true_book(symbol, update_id, limit))
+        except LookupError as exc:
+            return _json({"ok": False, "error": str(exc)}, status=404)
+
+
+def _int_parameter(text: str | None, name: str, minimum: int) -> int:
+    """The integer value of query parameter ``name``; ``ValueError`` saying what is wrong otherwise."""
+    if text is None:
+        raise ValueError(f"parameter {name!r} is required")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"parameter {name!r} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"parameter {name!r} must be >= {minimum}, got {value}")
+    return value

@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="REST stops serving aggTrades older than this many seconds (default: none; the last 100,000 are kept)",
     )
+    parser.add_argument(
+        "--book-history-s",
+        type=float,
+        default=600.0,
+        help="seconds back GET /admin/book answers the true order book at any depth diff (default 600)",
+    )
     parser.add_argument("--ready-file", type=Path, help="write the bases and pid here (atomically) once listening")
     parser.add_argument("--accounting-file", type=Path, help="write the accounting JSON here on shutdown")
     parser.add_argument(
@@ -87,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         admin_port=args.admin_port,
         faults=tuple(faults),
         agg_trade_horizon_s=args.agg_trade_horizon_s,
+        book_history_s=args.book_history_s,
         replay=tuple(args.replay),
         replay_speed=args.speed,
     )

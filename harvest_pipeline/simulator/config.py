@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,18 @@ class SimulatorConfig:
     """Aggregate trades kept per symbol for ``GET /fapi/v1/aggTrades``."""
     agg_trade_horizon_s: float | None = None
     """Aggregate trades whose trade time is older than this are no longer served; None keeps them (up to the count)."""
+    book_history_s: float = 600.0
+    """How many seconds back ``GET /admin/book`` answers the true order book (at every depth diff boundary)."""
+    clock_offset_ms: int = 0
+    """The exchange's clock (event times, ids, REST times) runs this far ahead of the wall clock: lets a test record
+    across UTC midnight now."""
     replay: tuple[Path, ...] = ()
     """Segments to replay instead of running the market model."""
     replay_speed: float = 1.0
+
+    def exchange_ms(self) -> int:
+        """The exchange's clock: wall-clock milliseconds plus ``clock_offset_ms``."""
+        return time.time_ns() // 1_000_000 + self.clock_offset_ms
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "symbols", tuple(instrument(symbol).symbol for symbol in self.symbols))
@@ -50,5 +60,7 @@ class SimulatorConfig:
             raise ValueError(f"agg_trade_history must be >= 1, got {self.agg_trade_history}")
         if self.agg_trade_horizon_s is not None and self.agg_trade_horizon_s <= 0:
             raise ValueError(f"agg_trade_horizon_s must be > 0, got {self.agg_trade_horizon_s}")
+        if self.book_history_s <= 0:
+            raise ValueError(f"book_history_s must be > 0, got {self.book_history_s}")
         if self.send_queue_frames < 1:
             raise ValueError(f"send_queue_frames must be >= 1, got {self.send_queue_frames}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.accounting import TradeIdTally
+from harvest_pipeline.simulator.book_history import BookHistory
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.connections import Hub
 from harvest_pipeline.simulator.faults import FaultState
@@ -26,16 +27,20 @@ TICKS_PER_DEPTH_FRAME = 10
 
 
 class SymbolFeed:
-    """One symbol: its market model, its stream names, the recent aggregate trades REST serves and the ids issued."""
+    """One symbol: its market model, its stream names, the recent aggregate trades REST serves, the ids issued and
+    the recent true books."""
 
-    def __init__(self, spec: Instrument, seed: int, first_ids: FirstIds, history: int, horizon_s: float | None):
+    def __init__(self, spec: Instrument, config: SimulatorConfig, first_ids: FirstIds, start_ms: int):
         self.spec = spec
-        self.market = SymbolMarket(spec, seed, first_ids)
+        self.market = market = SymbolMarket(spec, config.seed, first_ids)
+        self.book_history = BookHistory(
+            market.update_id, market.bids.lots, market.asks.lots, start_ms, config.book_history_s
+        )
         self.agg_stream = wire.stream_name(spec.symbol, wire.AGG_TRADE)
         self.ticker_stream = wire.stream_name(spec.symbol, wire.BOOK_TICKER)
         self.diff_stream = wire.stream_name(spec.symbol, wire.DEPTH_DIFF)
         self.partial_stream = wire.stream_name(spec.symbol, wire.DEPTH_PARTIAL)
-        self.history: TradeHistory[Trade] = TradeHistory(history, horizon_s)
+        self.history: TradeHistory[Trade] = TradeHistory(config.agg_trade_history, config.agg_trade_horizon_s)
         self.ids = TradeIdTally()
 
     def remember(self, trades: list[Trade], trade_ms: int) -> None:
@@ -66,12 +71,7 @@ class Exchange:
         self.hub = hub
         self.faults = faults
         first_ids = first_ids_at(start_ms)
-        self.feeds = {
-            symbol: SymbolFeed(
-                instrument(symbol), config.seed, first_ids, config.agg_trade_history, config.agg_trade_horizon_s
-            )
-            for symbol in config.symbols
-        }
+        self.feeds = {symbol: SymbolFeed(instrument(symbol), config, first_ids, start_ms) for symbol in config.symbols}
         self.ticks = 0
 
     def run_tick(self, now_ms: int, now: float) -> None:
@@ -96,15 +96,19 @@ class Exchange:
                 self._publish_depth(feed, now_ms, now)
 
     def _publish_depth(self, feed: SymbolFeed, now_ms: int, now: float) -> None:
-        diff = feed.market.take_diff()
-        if diff is None or self.faults.take_break_pu(feed.spec.symbol):
+        market = feed.market
+        diff = market.take_diff()
+        if diff is None:
+            return
+        feed.book_history.record(diff, now_ms, market.bids.lots, market.asks.lots)
+        if self.faults.take_break_pu(feed.spec.symbol):
             return
         hub = self.hub
         if hub.wants(feed.diff_stream):
             payload = wire.depth_update(feed.spec, diff, now_ms, diff.bids, diff.asks)
             hub.publish(feed.diff_stream, diff.last_update_id, payload, now)
         if hub.wants(feed.partial_stream):
-            bids, asks = feed.market.depth(wire.PARTIAL_DEPTH_LEVELS)
+            bids, asks = market.depth(wire.PARTIAL_DEPTH_LEVELS)
             hub.publish(
                 feed.partial_stream, diff.last_update_id, wire.depth_update(feed.spec, diff, now_ms, bids, asks), now
             )
@@ -120,6 +124,23 @@ class Exchange:
         feed = self._require(symbol)
         return wire.rest_agg_trades(feed.spec, feed.history.select(query, now_ms))
 
+    def true_book_json(self, symbol: str, update_id: int, limit: int | None) -> dict[str, Any]:
+        """The book of ``symbol`` right after the latest diff boundary ``<= update_id``, at most ``limit`` levels a
+        side, with prices and quantities as the wire prints them; ``LookupError`` for an unknown symbol or an id
+        older than the kept history."""
+        feed = self.feed(symbol)
+        if feed is None:
+            raise LookupError(f"symbol {symbol!r} is not simulated; this simulator trades {', '.join(self.feeds)}")
+        book = feed.book_history.book_at(update_id, limit)
+        spec = feed.spec
+        return {
+            "symbol": spec.symbol,
+            "update_id": book.update_id,
+            "requested_update_id": update_id,
+            "bids": _wire_levels(spec, book.bids),
+            "asks": _wire_levels(spec, book.asks),
+        }
+
     def trades_json(self, now_ms: int) -> dict[str, dict[str, Any]]:
         """Per symbol, the accounting of the aggregate trade ids issued, skipped and forgotten."""
         return {symbol: feed.trades_json(now_ms) for symbol, feed in self.feeds.items()}
@@ -133,3 +154,8 @@ class Exchange:
     def feed(self, symbol: str) -> SymbolFeed | None:
         """The feed of ``symbol`` (any case), or None when the simulator does not trade it."""
         return self.feeds.get(symbol.upper())
+
+
+def _wire_levels(spec: Instrument, levels: list[tuple[int, int]]) -> list[list[str]]:
+    """``[[price, qty], ...]`` with the decimal strings the depth streams and REST print for these levels."""
+    return [[spec.price(tick), spec.qty(lots)] for tick, lots in levels]

@@ -91,9 +91,16 @@ class RestApi:
     """Answers ``/fapi/v1/...`` GET requests from the exchange's (or the replay's) current state."""
 
     def __init__(
-        self, exchange: Exchange, market: MarketState, faults: FaultState, weight_limit: int, tally: RestTally
+        self,
+        exchange: Exchange,
+        market: MarketState,
+        faults: FaultState,
+        weight_limit: int,
+        tally: RestTally,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ):
         self.exchange = exchange
+        self.clock_ms = clock_ms
         self.market = market
         self.faults = faults
         self.budget = WeightBudget(weight_limit)
@@ -102,7 +109,7 @@ class RestApi:
             "/fapi/v1/depth": (lambda q: depth_weight(_int(q, "limit", 500)), self._depth),
             "/fapi/v1/aggTrades": (lambda q: 20, self._agg_trades),
             "/fapi/v1/exchangeInfo": (lambda q: 1, self._exchange_info),
-            "/fapi/v1/time": (lambda q: 1, lambda q: b'{"serverTime":%d}' % _now_ms()),
+            "/fapi/v1/time": (lambda q: 1, lambda q: b'{"serverTime":%d}' % self.clock_ms()),
             "/fapi/v1/ping": (lambda q: 1, lambda q: b"{}"),
         }
 
@@ -148,7 +155,7 @@ class RestApi:
         if limit not in DEPTH_LIMITS:
             raise RestError(-1130, f"Invalid limit {limit}; valid limits are {list(DEPTH_LIMITS)}.")
         try:
-            return self.market.depth_body(query.get("symbol", ""), limit, _now_ms())
+            return self.market.depth_body(query.get("symbol", ""), limit, self.clock_ms())
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
 
@@ -166,13 +173,13 @@ class RestApi:
         ):
             raise RestError(-1127, "More than 1 hours between startTime and endTime.")
         try:
-            return self.market.agg_trades_body(query.get("symbol", ""), selection, _now_ms())
+            return self.market.agg_trades_body(query.get("symbol", ""), selection, self.clock_ms())
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
 
     def _exchange_info(self, query: dict[str, str]) -> bytes:
         specs = [feed.spec for feed in self.exchange.feeds.values()]
-        return wire.exchange_info(specs, self.budget.limit, _now_ms())
+        return wire.exchange_info(specs, self.budget.limit, self.clock_ms())
 
 
 def _int(query: dict[str, str], key: str, default: int | None) -> int:
@@ -189,7 +196,3 @@ def _int(query: dict[str, str], key: str, default: int | None) -> int:
 
 def _optional_int(query: dict[str, str], key: str) -> int | None:
     return _int(query, key, None) if key in query else None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

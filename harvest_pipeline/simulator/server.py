@@ -66,13 +66,15 @@ class Simulator:
         self.config = config
         self.faults = FaultState()
         self.hub = Hub(self.faults)
-        self.exchange = Exchange(config, self.hub, self.faults, start_ms=time.time_ns() // 1_000_000)
+        self.exchange = Exchange(config, self.hub, self.faults, start_ms=config.exchange_ms())
         self.rest_tally = RestTally()
         self.replay = (
             Replay(config.replay, config.replay_speed, self.hub, config.agg_trade_history) if config.replay else None
         )
         market = self.replay.market if self.replay is not None else self.exchange
-        self.rest = RestApi(self.exchange, market, self.faults, config.weight_limit_per_minute, self.rest_tally)
+        self.rest = RestApi(
+            self.exchange, market, self.faults, config.weight_limit_per_minute, self.rest_tally, config.exchange_ms
+        )
         self.max_lifetime_s = config.max_lifetime_s
         self.records: list[ConnectionRecord] = []
         self.connections: dict[str, ClientConnection] = {}
@@ -133,7 +135,7 @@ class Simulator:
                 log.warning("market clock %.1f s behind (CPU overloaded); skipping to now", -delay)
                 next_at = loop.time()
             await asyncio.sleep(max(delay, 0.0))
-            self.exchange.run_tick(time.time_ns() // 1_000_000, loop.time())
+            self.exchange.run_tick(self.config.exchange_ms(), loop.time())
 
     async def _run_housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
@@ -224,7 +226,14 @@ class Simulator:
 
     def accounting(self) -> dict[str, Any]:
         """What was sent so far, per connection and stream (the contract's accounting JSON)."""
-        return accounting_json(self.records, self.rest_tally, self.exchange.trades_json(time.time_ns() // 1_000_000))
+        return accounting_json(self.records, self.rest_tally, self.exchange.trades_json(self.config.exchange_ms()))
+
+    def true_book(self, symbol: str, update_id: int, limit: int | None = None) -> dict[str, Any]:
+        """The market model's book right after the latest depth diff boundary ``<= update_id`` (published or not),
+        at most ``limit`` levels a side (``GET /admin/book``); ``LookupError`` with a message when there is none."""
+        if self.replay is not None:
+            raise LookupError("a replay has no market model, so there is no true book (run without --replay)")
+        return self.exchange.true_book_json(symbol, update_id, limit)
 
     def connection_list(self) -> list[dict[str, Any]]:
         """The open connections (``GET /admin/connections``)."""
