@@ -23,7 +23,7 @@ from harvest_pipeline.schema import FEATURES_1S
 DEFAULTS = FeatureParams()
 FEATURE_KINDS = ("prices", "bookticker", "events")
 """The daily kinds a features day reads."""
-FEATURES_LOGIC_VERSION = 1
+FEATURES_LOGIC_VERSION = 2
 """Bump when ``harvest_pipeline.features`` computes different values from the same raw rows."""
 FEATURES_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(minutes=15), warn_window=dt.timedelta(minutes=9)
@@ -52,6 +52,7 @@ class FeaturesConfig(dg.Config):
     active_trades_per_s: float = DEFAULTS.active_trades_per_s
     vol_window_s: int = DEFAULTS.vol_window_s
     book_stale_after_s: float = DEFAULTS.book_stale_after_s
+    ofi_level_weights: list[float] = list(DEFAULTS.ofi_level_weights)
     default_fee_tier: str = DEFAULTS.fee_tier
     fee_tiers: dict[str, str] = {}
 
@@ -71,7 +72,7 @@ FEATURE_CHECK_SPECS = [
 
 @dg.asset(
     partitions_def=DAY_SYMBOL_PARTITIONS,
-    deps=[*(daily_asset_key(kind) for kind in FEATURE_KINDS), dg.AssetKey("completeness")],
+    deps=[*(daily_asset_key(kind) for kind in FEATURE_KINDS), dg.AssetKey("completeness"), dg.AssetKey("book_1s")],
     check_specs=FEATURE_CHECK_SPECS,
     group_name="features",
     kinds={"duckdb", "parquet"},

@@ -6,6 +6,7 @@ The assets form one graph: ``sealed_segments`` (external) -> the raw kinds -> th
 
 import dagster as dg
 
+from assets.book import BOOK_ASSETS
 from assets.compaction import COMPACTION_ASSETS, COMPACTION_JOB
 from assets.completeness import COMPLETENESS_ASSETS
 from assets.consolidation import CONSOLIDATION_ASSETS
@@ -18,7 +19,14 @@ from sensors.retention import RETENTION_SCHEDULES
 from sensors.segments import COMPACTION_SENSORS
 
 defs = dg.Definitions(
-    assets=[*COMPACTION_ASSETS, *CONSOLIDATION_ASSETS, *COMPLETENESS_ASSETS, *FEATURE_ASSETS, *TRADE_BACKFILL_ASSETS],
+    assets=[
+        *COMPACTION_ASSETS,
+        *CONSOLIDATION_ASSETS,
+        *COMPLETENESS_ASSETS,
+        *BOOK_ASSETS,
+        *FEATURE_ASSETS,
+        *TRADE_BACKFILL_ASSETS,
+    ],
     jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS],
     sensors=[*COMPACTION_SENSORS, *FEATURE_SENSORS],
     schedules=RETENTION_SCHEDULES,

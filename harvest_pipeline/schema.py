@@ -153,6 +153,75 @@ COMPLETENESS = pa.schema(
 true when the stream has no ``unexplained`` hole. ``book_chain_*`` (depth only): time of the day covered by a diff
 chain bridged to a REST snapshot, in seconds and as a share of 86,400. Defined in docs/completeness.md."""
 
+BOOK_VALIDITY = pa.schema(
+    [
+        pa.field("from_time_ms", pa.int64(), nullable=False),
+        pa.field("to_time_ms", pa.int64(), nullable=False),
+        pa.field("first_update_id", pa.int64(), nullable=False),
+        pa.field("last_update_id", pa.int64(), nullable=False),
+        pa.field("diffs", pa.int64(), nullable=False),
+        pa.field("start", pa.string(), nullable=False),
+        pa.field("snapshot_update_id", pa.int64()),
+        pa.field("end", pa.string(), nullable=False),
+        pa.field("end_reason", pa.string()),
+        pa.field("break_after_id", pa.int64()),
+        pa.field("break_pu", pa.int64()),
+    ]
+)
+"""``book_validity``: the intervals ``[from_time_ms, to_time_ms)`` (diff event times) of one UTC day x symbol in which
+the reconstructed book is provably the exchange's. ``start``: ``snapshot`` (a REST snapshot ``lastUpdateId =
+snapshot_update_id`` synchronised the diffs) or ``carried`` (the day before's last checkpoint continues into the day).
+``end``: ``break`` (the diff at ``to_time_ms`` claims ``pu = break_pu`` but the book is at ``break_after_id``;
+``end_reason`` says what the ledger records about it, or ``unexplained``), ``continues`` (the next day's first diff
+continues the chain; ``to_time_ms`` is midnight) or ``end_of_data`` (no diff after ``last_update_id`` so far).
+Defined in docs/book.md."""
+
+BOOK_DEPTH = 20
+"""Levels per side in ``book_1s``."""
+OFI_LEVELS = 5
+"""Levels of the per-level order-flow imbalance in ``book_1s``."""
+
+BOOK_1S = pa.schema(
+    [
+        pa.field("time_ms", pa.int64(), nullable=False),
+        pa.field("second_of_day", pa.int32(), nullable=False),
+        pa.field("valid", pa.bool_(), nullable=False),
+        pa.field("last_update_id", pa.int64()),
+        pa.field("bid_prices", pa.list_(pa.field("item", PRICE, nullable=False))),
+        pa.field("bid_qtys", pa.list_(pa.field("item", QTY, nullable=False))),
+        pa.field("ask_prices", pa.list_(pa.field("item", PRICE, nullable=False))),
+        pa.field("ask_qtys", pa.list_(pa.field("item", QTY, nullable=False))),
+        pa.field("diffs", pa.int64(), nullable=False),
+        pa.field("ofi_levels", pa.list_(pa.field("item", pa.float64(), nullable=False))),
+    ]
+)
+"""``book_1s``: one row per UTC second of the day (86,400 per date x symbol): the book at the second's end (after every
+diff with event time before ``time_ms + 1000``), top ``BOOK_DEPTH`` levels per side, best first, exact decimals.
+``valid`` is false outside a ``book_validity`` interval, and then the levels and ``ofi_levels`` are null.
+``diffs``: diffs applied during the second; ``ofi_levels``: the second's order-flow imbalance of book levels
+1..``OFI_LEVELS`` (docs/book.md), summed over those diffs."""
+
+BOOK_CHECKPOINT = pa.schema(
+    [
+        pa.field("time_ms", pa.int64(), nullable=False),
+        pa.field("valid", pa.bool_(), nullable=False),
+        pa.field("last_update_id", pa.int64()),
+        pa.field("last_event_time_ms", pa.int64()),
+        pa.field("bids", LEVELS),
+        pa.field("asks", LEVELS),
+    ]
+)
+"""``book_checkpoint``: the whole book at every minute end of the UTC day (1,440 rows, the last at the next midnight):
+the state after every diff with event time before ``time_ms``, best first. A replay starts from a valid row and applies
+the diffs with ``final_update_id > last_update_id``. Levels are null when ``valid`` is false."""
+
+BOOK_KINDS: dict[str, pa.Schema] = {
+    "book_validity": BOOK_VALIDITY,
+    "book_1s": BOOK_1S,
+    "book_checkpoint": BOOK_CHECKPOINT,
+}
+"""The kinds one book day writes (``harvest_pipeline.book``), one file each: ``kind=K/K.parquet``."""
+
 RAW_KINDS: dict[str, pa.Schema] = {
     "prices": PRICES,
     "orderbook": ORDERBOOK,
@@ -188,8 +257,11 @@ FEATURES_1S = pa.schema(
         pa.field("spread_bps", pa.float64()),
         pa.field("microprice", pa.float64()),
         pa.field("imbalance_l1", pa.float64()),
+        pa.field("depth_imbalance_l5", pa.float64()),
+        pa.field("depth_imbalance_l20", pa.float64()),
         pa.field("book_updates", pa.int64(), nullable=False),
         pa.field("ofi", pa.float64(), nullable=False),
+        pa.field("ofi_l5", pa.float64()),
         pa.field("ofi_z", pa.float64()),
         pa.field("cvd_z", pa.float64()),
         pa.field("fusion", pa.float64()),
@@ -203,6 +275,7 @@ FEATURES_1S = pa.schema(
         pa.field("fee_tier", pa.string(), nullable=False),
         pa.field("is_empty", pa.bool_(), nullable=False),
         pa.field("book_stale", pa.bool_(), nullable=False),
+        pa.field("l1_source", pa.string(), nullable=False),
         pa.field("latency_ms_p50", pa.float64()),
         pa.field("latency_ms_p99", pa.float64()),
         pa.field("gap", pa.bool_(), nullable=False),
@@ -212,6 +285,8 @@ FEATURES_1S = pa.schema(
 """``features_1s``: one row per UTC second of the day (86,400 rows per date x symbol), defined in docs/features.md.
 
 Floats only (exact decimal sums are cast to DOUBLE at the end); nulls mean "not defined yet" (no trade or book update
-so far today, z-score warm-up) or "not recorded" (``recorded = false``: no collector was recording that second, so
-nothing is carried into it); empty recorded seconds are rows with ``is_empty = true``.
+so far today, z-score warm-up), "not recorded" (``recorded = false``: no collector was recording that second, so
+nothing is carried into it) or "book unknown" (``ofi_l5``, ``depth_imbalance_*`` and book-sourced L1: the
+reconstructed book ``book_1s`` is absent or not valid at that second); empty recorded seconds are rows with
+``is_empty = true``. ``l1_source`` (``bookticker``, ``book`` or ``none``) says where the day's L1 columns came from.
 """

@@ -2,8 +2,9 @@
 run wrote to. Everything Dagster can see by itself is declared on the assets (``harvest_automation``):
 
 - ``features_refresh`` (sensor, every 3 min at most), per symbol:
-  - today: if today's raw Parquet (prices, bookticker, events) changed since the last request (newest file time),
-    request ``features_1s`` for (today, symbol) (``features_refresh_job``; today is not consolidated during the day);
+  - today: if today's raw Parquet (prices, bookticker, events, orderbook, depth_snapshot) changed since the last
+    request (newest file time), request today's book and then ``features_1s`` for (today, symbol)
+    (``features_refresh_job``; today is not consolidated during the day);
   - every other day that received new part files since the cursor: compaction's materializations of the raw kinds
     name the date x symbol each one wrote (metadata ``rows_by_date_symbol``), a mapping from segment to days that
     only the data knows, so no partition mapping can say it. A past day is consolidated again
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import orjson
 
+from assets.book import book
 from assets.consolidation import (
     CONSOLIDATED_KINDS,
     DAY_SYMBOL_PARTITIONS,
@@ -44,7 +46,9 @@ MAX_EVENTS_PER_TICK = 500
 RAW_KEYS = {kind: dg.AssetKey(kind) for kind in CONSOLIDATED_KINDS}
 """The compacted raw kinds (``assets.compaction``) whose new parts make a day's consolidation stale."""
 
-features_refresh_job = dg.define_asset_job("features_refresh_job", selection=dg.AssetSelection.assets(features_1s))
+features_refresh_job = dg.define_asset_job(
+    "features_refresh_job", selection=dg.AssetSelection.assets(book, features_1s)
+)
 features_final_job = dg.define_asset_job(
     "features_final_job",
     selection=dg.AssetSelection.assets(*(daily_asset_key(kind) for kind in CONSOLIDATED_KINDS)),

@@ -84,8 +84,8 @@ def summarize(feature_day: FeatureDay, elapsed_s: float) -> str:
             f"features_1s {feature_day.symbol} {feature_day.day}: {table.num_rows} rows in {elapsed_s:.2f} s",
             f"  trades {int(trades.sum())} in {int(np.count_nonzero(trades))} non-empty seconds; "
             f"volume {column('volume').sum():.8g}; last close {last_close:.8g}; end CVD {column('cvd')[-1]:.8g}",
-            f"  recorded seconds {int(column('recorded').sum())}; book updates {int(column('book_updates').sum())}; "
-            f"stale seconds {int(column('book_stale').sum())}",
+            f"  recorded seconds {int(column('recorded').sum())}; L1 from {column('l1_source')[0]}; "
+            f"book updates {int(column('book_updates').sum())}; stale seconds {int(column('book_stale').sum())}",
             f"  fusion signal: +1 x{int((signals == 1).sum())}, -1 x{int((signals == -1).sum())}, "
             f"undefined x{int(np.isnan(signals).sum())}",
             f"  empty minutes {empty['empty_minutes']}/{empty['covered_minutes']} covered; "

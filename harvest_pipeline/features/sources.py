@@ -1,5 +1,7 @@
-"""Which raw Parquet files feed one UTC day x symbol, and how they appear inside a DuckDB connection.
+"""Which Parquet files feed one UTC day x symbol, and how they appear inside a DuckDB connection.
 
+The raw kinds (trades, bookTicker, the ledger) and the reconstructed book ``book_1s`` (one file per day x symbol,
+written by ``harvest_pipeline.book``; absent when the day was not built or no depth stream was recorded).
 Readers glob ``kind=KIND/*.parquet`` only. Consolidation keeps that directory holding either the per-segment parts or
 one consolidated day file (plus parts that arrived after it), never both versions of the same rows, so the glob never
 double counts (see ``consolidation``). Part files may still overlap each other (a row seen by two connections), so
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
-from harvest_pipeline.schema import ALL_SYMBOLS, RAW_KINDS
-from harvest_pipeline.store import kind_dir, kind_select_sql, visible_files
+from harvest_pipeline.schema import ALL_SYMBOLS, BOOK_1S, RAW_KINDS
+from harvest_pipeline.store import kind_dir, kind_select_sql, read_parquet_sql, visible_files
 
 MS_PER_DAY = 86_400_000
+BOOK_KIND = "book_1s"
 
 
 def day_start_ms(day: dt.date) -> int:
@@ -27,13 +31,15 @@ def day_start_ms(day: dt.date) -> int:
 
 @dataclass(frozen=True)
 class DaySources:
-    """The raw files behind one day x symbol: trades, L1 book and the feed ledger (symbol's and connection-wide)."""
+    """The files behind one day x symbol: trades, L1 book, the feed ledger (symbol's and connection-wide) and the
+    reconstructed book."""
 
     day: dt.date
     symbol: str
     prices: list[Path]
     bookticker: list[Path]
     events: list[Path]
+    book: list[Path]
 
     @classmethod
     def discover(cls, parquet_root: Path, day: dt.date, symbol: str) -> DaySources:
@@ -52,37 +58,55 @@ class DaySources:
             prices=visible_files(kind_dir(parquet_root, day, symbol, "prices")),
             bookticker=visible_files(kind_dir(parquet_root, day, symbol, "bookticker")),
             events=events,
+            book=visible_files(kind_dir(parquet_root, day, symbol, BOOK_KIND)),
         )
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Expose the files as views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (empty when absent)."""
+        """Expose the files as views ``prices_raw``, ``bookticker_raw``, ``events_raw`` and ``book_raw`` (empty when
+        absent)."""
         for view, files, kind in (
             ("prices_raw", self.prices, "prices"),
             ("bookticker_raw", self.bookticker, "bookticker"),
             ("events_raw", self.events, "events"),
         ):
             register_parquet_view(con, view, files, kind)
+        register_book_view(con, "book_raw", self.book)
 
 
 def register_parquet_view(con: duckdb.DuckDBPyConnection, view: str, files: list[Path], kind: str) -> None:
     """Create ``view`` over ``files`` with exactly the columns of ``kind`` (hive columns off: they live in the path;
     files of an older schema version read with the defaults of columns added since), or an empty table of them."""
-    schema = RAW_KINDS[kind]
     if files:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {kind_select_sql(files, kind)}")
     else:
-        con.register(f"{view}_empty", schema.empty_table())
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
+        _register_empty_view(con, view, RAW_KINDS[kind])
 
 
-FEATURE_INPUT_KINDS = ("prices", "bookticker", "events")
+def register_book_view(con: duckdb.DuckDBPyConnection, view: str, files: list[Path]) -> None:
+    """Create ``view`` over the ``book_1s`` file(s) with exactly the ``BOOK_1S`` columns, or an empty table of them."""
+    if files:
+        columns = ", ".join(f'"{name}"' for name in BOOK_1S.names)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {columns} FROM {read_parquet_sql(files)}")
+    else:
+        _register_empty_view(con, view, BOOK_1S)
+
+
+def _register_empty_view(con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema) -> None:
+    con.register(f"{view}_empty", schema.empty_table())
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
+
+
+REFRESH_INPUT_KINDS = ("prices", "bookticker", "events", "orderbook", "depth_snapshot")
+"""The raw kinds today's refresh reads: the features' own and the book's (the refresh job rebuilds today's book
+first, so ``book_1s`` itself is an output of the refresh, not a trigger)."""
 
 
 def newest_raw_change_ns(parquet_root: Path, day: dt.date, symbol: str) -> int:
-    """Newest modification time (ns) among the visible raw files features read for a day x symbol; 0 if none."""
+    """Newest modification time (ns) among the visible raw files today's refresh reads for a day x symbol; 0 if
+    none."""
     times = [
         path.stat().st_mtime_ns
-        for kind in FEATURE_INPUT_KINDS
+        for kind in REFRESH_INPUT_KINDS
         for path in visible_files(kind_dir(parquet_root, day, symbol, kind))
     ]
     return max(times, default=0)

@@ -1,15 +1,18 @@
-"""DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, latency, feed-gap and recording flags.
+"""DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, depth, latency, feed-gap and recording flags.
 
-Every statement reads the views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (see ``sources``) and takes
-``$day_start`` (epoch ms of 00:00 UTC). Each row is bucketed by the clock that assigned it to its date partition in
-compaction, so every row of the partition lands in one of the day's 86,400 seconds and no row falls between two days:
-trades by trade time ``T`` (``trade_time_ms``), L1 updates by event time ``E``, ledger records by their receive time.
+Every statement reads the views ``prices_raw``, ``bookticker_raw``, ``events_raw`` and ``book_raw`` (see ``sources``)
+and takes ``$day_start`` (epoch ms of 00:00 UTC). Each row is bucketed by the clock that assigned it to its date
+partition in compaction, so every row of the partition lands in one of the day's 86,400 seconds and no row falls
+between two days: trades by trade time ``T`` (``trade_time_ms``), L1 updates by event time ``E``, ledger records by
+their receive time; the reconstructed book (``book_1s``) has one row per second already.
 
-Sums (volumes, CVD, OFI) are accumulated as exact DECIMALs and cast to DOUBLE only at the end: the result does not
-depend on summation order, so a re-run (or another thread count) gives bit-identical features.
+Sums (volumes, CVD, OFI, depth) are accumulated as exact DECIMALs and cast to DOUBLE only at the end: the result does
+not depend on summation order, so a re-run (or another thread count) gives bit-identical features.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
@@ -41,6 +44,30 @@ ticks AS (
       + (CASE WHEN a >= lag(a) OVER w THEN lag(aq) OVER w ELSE 0 END) AS e
     FROM ticks_dedup
     WINDOW w AS (ORDER BY update_id)
+)"""
+
+# The reconstructed book of the day (book_1s: the state at each second's end). Only valid rows give levels: their
+# level 1, the depth sums of the top 5 / top 20 quantities per side (exact decimals; fewer levels when the side is
+# shorter) and the per-level OFI of the second. A second without a row (a partial or absent file) is not valid.
+BOOK = """
+book_rows AS (
+    SELECT (time_ms - $day_start) // 1000 AS second_of_day, valid, diffs
+    FROM book_raw
+    WHERE time_ms >= $day_start AND time_ms < $day_start + 86400000
+),
+book_levels AS (
+    SELECT (time_ms - $day_start) // 1000 AS second_of_day,
+           bid_prices[1] AS b, ask_prices[1] AS a, bid_qtys[1] AS bq, ask_qtys[1] AS aq, ofi_levels,
+           coalesce(list_sum(bid_qtys[1:5]), 0) AS bid_depth_l5, coalesce(list_sum(ask_qtys[1:5]), 0) AS ask_depth_l5,
+           coalesce(list_sum(bid_qtys[1:20]), 0) AS bid_depth_l20,
+           coalesce(list_sum(ask_qtys[1:20]), 0) AS ask_depth_l20
+    FROM book_raw
+    WHERE valid AND time_ms >= $day_start AND time_ms < $day_start + 86400000
+),
+l1_origin AS (  -- where the L1 columns of the day come from: bookTicker whenever the day has any of it
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM ticks_dedup) THEN 'bookticker'
+                WHEN EXISTS (SELECT 1 FROM book_rows) THEN 'book'
+                ELSE 'none' END AS l1_source
 )"""
 
 # A feed gap window [lo_ms, hi_ms]: its own time range when the ledger has one, a disconnect lasts until the next
@@ -112,7 +139,7 @@ down_seconds AS (
 )"""
 
 PER_SECOND = f"""
-WITH {TRADES}, {TICKS}, {GAP_WINDOWS},
+WITH {TRADES}, {TICKS}, {BOOK}, {GAP_WINDOWS},
 grid AS (SELECT range AS second_of_day FROM range(86400)),
 {RECORDING},
 trade_seconds AS (
@@ -182,14 +209,42 @@ carried AS (
            in_stretch AS (PARTITION BY stretch ORDER BY second_of_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 floats AS (
-    SELECT second_of_day, trade_count, book_updates, last_book_ms, latency_ms_p50, latency_ms_p99, gap, recorded,
+    SELECT second_of_day, trade_count, latency_ms_p50, latency_ms_p99, gap, recorded,
            open::DOUBLE AS open, high::DOUBLE AS high, low::DOUBLE AS low, close::DOUBLE AS close,
            coalesce(volume, 0)::DOUBLE AS volume, coalesce(quote_volume, 0)::DOUBLE AS quote_volume,
            quote_volume::DOUBLE / volume::DOUBLE AS vwap,
            coalesce(buy_volume, 0)::DOUBLE AS buy_volume, coalesce(sell_volume, 0)::DOUBLE AS sell_volume,
-           coalesce(buy_volume - sell_volume, 0)::DOUBLE AS delta, cvd::DOUBLE AS cvd,
-           b::DOUBLE AS b, a::DOUBLE AS a, bq::DOUBLE AS bq, aq::DOUBLE AS aq, ofi::DOUBLE AS ofi
+           coalesce(buy_volume - sell_volume, 0)::DOUBLE AS delta, cvd::DOUBLE AS cvd
     FROM carried
+),
+-- L1 from bookTicker (carried forward, stale after $stale_after_ms without an update) unless the day has none of it
+-- but a reconstructed book: then each second's level 1 where the book is valid, null (and stale) elsewhere
+ticker_l1 AS (
+    SELECT second_of_day, b::DOUBLE AS b, a::DOUBLE AS a, bq::DOUBLE AS bq, aq::DOUBLE AS aq, book_updates,
+           ofi::DOUBLE AS ofi,
+           coalesce($day_start + (second_of_day + 1) * 1000 - last_book_ms > $stale_after_ms, true) AS book_stale
+    FROM carried
+    WHERE (SELECT l1_source FROM l1_origin) <> 'book'
+),
+book_l1 AS (
+    SELECT g.second_of_day, v.b::DOUBLE AS b, v.a::DOUBLE AS a, v.bq::DOUBLE AS bq, v.aq::DOUBLE AS aq,
+           coalesce(r.diffs, 0) AS book_updates, coalesce(v.ofi_levels[1], 0) AS ofi,
+           v.second_of_day IS NULL AS book_stale
+    FROM grid g
+    LEFT JOIN book_rows r USING (second_of_day)
+    LEFT JOIN book_levels v USING (second_of_day)
+    WHERE (SELECT l1_source FROM l1_origin) = 'book'
+),
+l1 AS (SELECT * FROM ticker_l1 UNION ALL SELECT * FROM book_l1),
+-- multi-level OFI and depth imbalance from the valid seconds of the reconstructed book, whatever the L1 source
+depth AS (
+    SELECT second_of_day,
+           list_dot_product(ofi_levels, $ofi_level_weights) AS ofi_l5,
+           (bid_depth_l5 - ask_depth_l5)::DOUBLE / nullif(bid_depth_l5 + ask_depth_l5, 0)::DOUBLE
+               AS depth_imbalance_l5,
+           (bid_depth_l20 - ask_depth_l20)::DOUBLE / nullif(bid_depth_l20 + ask_depth_l20, 0)::DOUBLE
+               AS depth_imbalance_l20
+    FROM book_levels
 )
 SELECT $day_start + second_of_day * 1000 AS time_ms, second_of_day::INTEGER AS second_of_day,
        open, high, low, close, volume, quote_volume, vwap, trade_count, buy_volume, sell_volume, delta, cvd,
@@ -198,11 +253,14 @@ SELECT $day_start + second_of_day * 1000 AS time_ms, second_of_day::INTEGER AS s
        (a - b) / ((b + a) / 2) * 1e4 AS spread_bps,
        (b * aq + a * bq) / nullif(aq + bq, 0) AS microprice,
        (bq - aq) / nullif(bq + aq, 0) AS imbalance_l1,
-       book_updates, ofi,
+       depth_imbalance_l5, depth_imbalance_l20,
+       book_updates, ofi, ofi_l5,
        trade_count = 0 AS is_empty,
-       coalesce($day_start + (second_of_day + 1) * 1000 - last_book_ms > $stale_after_ms, true) AS book_stale,
+       book_stale, (SELECT l1_source FROM l1_origin) AS l1_source,
        latency_ms_p50, latency_ms_p99, gap, recorded
 FROM floats
+JOIN l1 USING (second_of_day)
+LEFT JOIN depth USING (second_of_day)
 ORDER BY second_of_day
 """
 
@@ -220,9 +278,17 @@ FROM (SELECT latency_ms FROM trades UNION ALL SELECT latency_ms FROM ticks)
 """
 
 
-def per_second_columns(con: duckdb.DuckDBPyConnection, day_start: int, stale_after_ms: int) -> pa.Table:
-    """Trade, book, OFI and quality columns for all 86,400 seconds of the day starting at ``day_start`` (epoch ms)."""
-    return con.sql(PER_SECOND, params={"day_start": day_start, "stale_after_ms": stale_after_ms}).to_arrow_table()
+def per_second_columns(
+    con: duckdb.DuckDBPyConnection, day_start: int, stale_after_ms: int, ofi_level_weights: Sequence[float]
+) -> pa.Table:
+    """Trade, book, OFI, depth and quality columns for all 86,400 seconds of the day starting at ``day_start`` (epoch
+    ms); ``ofi_l5`` weighs the book's per-level OFI by ``ofi_level_weights`` (one weight per level)."""
+    params = {
+        "day_start": day_start,
+        "stale_after_ms": stale_after_ms,
+        "ofi_level_weights": [float(weight) for weight in ofi_level_weights],
+    }
+    return con.sql(PER_SECOND, params=params).to_arrow_table()
 
 
 def day_gap_windows(con: duckdb.DuckDBPyConnection, day_start: int) -> list[dict]:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from harvest_pipeline.features import math as fm
 from harvest_pipeline.features.sources import DaySources, day_start_ms
 from harvest_pipeline.features.sql import day_gap_windows, day_latency, per_second_columns
-from harvest_pipeline.schema import FEATURES_1S
+from harvest_pipeline.schema import FEATURES_1S, OFI_LEVELS
 from harvest_pipeline.store import kind_dir
 
 FEATURES_KIND = "features_1s"
@@ -38,7 +38,17 @@ class FeatureParams:
     active_trades_per_s: float = 2.0
     vol_window_s: int = 300
     book_stale_after_s: float = 5.0
+    ofi_level_weights: tuple[float, ...] = (1.0, 1 / 2, 1 / 3, 1 / 4, 1 / 5)
     fee_tier: str = "TM"
+
+    def __post_init__(self) -> None:
+        weights = tuple(float(weight) for weight in self.ofi_level_weights)
+        if len(weights) != OFI_LEVELS:
+            raise ValueError(
+                f"ofi_level_weights {list(self.ofi_level_weights)} has {len(weights)} weights: "
+                f"expected one per book level of ofi_l5, {OFI_LEVELS}"
+            )
+        object.__setattr__(self, "ofi_level_weights", weights)  # a tuple whatever sequence was given (Dagster: list)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ def build_features(
     try:
         sources.register(con)
         start = day_start_ms(day)
-        columns = per_second_columns(con, start, int(params.book_stale_after_s * 1000))
+        columns = per_second_columns(con, start, int(params.book_stale_after_s * 1000), params.ofi_level_weights)
         gaps = day_gap_windows(con, start)
         latency = day_latency(con, start)
     finally:

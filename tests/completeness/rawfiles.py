@@ -67,8 +67,14 @@ def write_prices(
     return write_raw(root, day, SYMBOL, "prices", part, {**columns, "source": [source] * len(ids)}, PRICES)
 
 
-def write_diffs(root: Path, diffs: list[tuple[int, int, int]], part: str = "part-a", day: dt.date = DAY) -> Path:
-    """Depth diffs as (U, u, pu), with empty sides."""
+def write_diffs(
+    root: Path,
+    diffs: list[tuple[int, int, int]],
+    part: str = "part-a",
+    day: dt.date = DAY,
+    bids: list[list[dict]] | None = None,
+) -> Path:
+    """Depth diffs as (U, u, pu), with no ask and no bid level unless ``bids`` gives each diff's bid levels."""
     times = [diff_ms(u, day) for _, u, _ in diffs]
     columns = {
         "event_time_ms": times,
@@ -76,7 +82,7 @@ def write_diffs(root: Path, diffs: list[tuple[int, int, int]], part: str = "part
         "first_update_id": [d[0] for d in diffs],
         "final_update_id": [d[1] for d in diffs],
         "prev_final_update_id": [d[2] for d in diffs],
-        "bids": [[] for _ in diffs],
+        "bids": bids or [[] for _ in diffs],
         "asks": [[] for _ in diffs],
         "latency_ms": [WS_LATENCY_MS] * len(diffs),
     }

@@ -144,8 +144,9 @@ def test_example_queries_run_on_the_recorded_data(fresh_copy: FreshCopy, monkeyp
     answers = {}
     for statement in sql_statements():
         answers[statement] = duckdb.sql(statement.replace(EXAMPLE_DATE, date)).fetchall()
-    trades, per_kind, features, _feed_holes, certificate, _holes = answers.values()
+    trades, per_kind, features, _feed_holes, certificate, _holes, book = answers.values()
     assert trades and features, "the trades and features queries found no rows"
+    assert book and all(best_bid < best_ask for _, best_bid, best_ask, _, _ in book), "today's book is refreshed"
     assert {kind for _, kind, _ in per_kind} >= {"prices", "bookticker", "orderbook", "events", "features_1s"}
     assert [row[0] for row in certificate] == ["btcusdt@aggTrade", "btcusdt@depth@100ms"], certificate
     assert all(row[1] for row in certificate), f"a fresh simulated recording is certified: {certificate}"

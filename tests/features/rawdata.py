@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harvest_pipeline.features.sources import day_start_ms
-from harvest_pipeline.schema import BOOKTICKER, EVENTS, PRICES
+from harvest_pipeline.features.sources import BOOK_KIND, day_start_ms
+from harvest_pipeline.schema import BOOK_1S, BOOKTICKER, EVENTS, OFI_LEVELS, PRICES
 from harvest_pipeline.store import kind_dir
 
 DAY = dt.date(2026, 1, 5)
@@ -87,3 +87,38 @@ def write_events(
         "conn_id": [e.get("conn_id", "c1") for e in events],
     }
     return write_raw(root, day, symbol, "events", part, columns, EVENTS)
+
+
+def write_book(root: Path, seconds: dict[int, dict], day: dt.date = DAY, symbol: str = SYMBOL) -> Path:
+    """A ``book_1s`` file of 86,400 rows, not valid and without diffs except in ``seconds``: second of day -> dict with
+    ``bids`` and ``asks`` as [(price, qty), ...] best first (strings), ``diffs`` (default 1) and ``ofi_levels`` (default
+    zeros); ``valid=False`` keeps the row invalid (levels null) with its ``diffs``."""
+    start = day_start_ms(day)
+    rows = []
+    for second in range(86_400):
+        given = seconds.get(second, {"valid": False, "diffs": 0})
+        valid = given.get("valid", True)
+        bids, asks = given.get("bids", []), given.get("asks", [])
+
+        def side(levels: list[tuple[str, str]], item: int, valid: bool = valid) -> list[Decimal] | None:
+            return [Decimal(level[item]) for level in levels] if valid else None
+
+        rows.append(
+            {
+                "time_ms": start + second * 1000,
+                "second_of_day": second,
+                "valid": valid,
+                "last_update_id": 1_000 + second if valid else None,
+                "bid_prices": side(bids, 0),
+                "bid_qtys": side(bids, 1),
+                "ask_prices": side(asks, 0),
+                "ask_qtys": side(asks, 1),
+                "diffs": given.get("diffs", 1),
+                "ofi_levels": [float(v) for v in given.get("ofi_levels", [0.0] * OFI_LEVELS)] if valid else None,
+            }
+        )
+    directory = kind_dir(root, day, symbol, BOOK_KIND)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "book_1s.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=BOOK_1S), path)
+    return path

@@ -149,6 +149,8 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
             book_stale=last_time is None or day_start + (s + 1) * 1000 - last_time > 5000,
         )
 
+    _book_columns(out, _rows(kind_root / "kind=book_1s"), l1_from_book=not ticks)
+
     windows = _gap_windows(ledger, day_start)
     for row in out:
         start = day_start + row["second_of_day"] * 1000
@@ -191,6 +193,39 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
         row["vol_bucket"] = None if rv is None else "High" if rv >= median else "Low"
         row["scenario_2x2"] = None if rv is None else f"{row['regime'][0]}_{row['vol_bucket'][0]}"
     return out
+
+
+def _book_columns(out: list[dict], book: list[dict], l1_from_book: bool) -> None:
+    """Multi-level OFI and depth imbalance from the valid seconds of the reconstructed book; on a day without any
+    bookTicker (``l1_from_book``) and with a book, the L1 columns too: level 1 where valid, null and stale elsewhere."""
+    by_second = {row["second_of_day"]: row for row in book}
+    source = "bookticker" if not l1_from_book else "book" if book else "none"
+    for s, row in enumerate(out):
+        level = by_second.get(s)
+        valid = level is not None and level["valid"]
+        row.update(ofi_l5=None, depth_imbalance_l5=None, depth_imbalance_l20=None, l1_source=source)
+        if valid:
+            row["ofi_l5"] = sum(ofi / k for k, ofi in enumerate(level["ofi_levels"], start=1))
+            for depth in (5, 20):
+                bids, asks = sum(level["bid_qtys"][:depth], Decimal(0)), sum(level["ask_qtys"][:depth], Decimal(0))
+                row[f"depth_imbalance_l{depth}"] = float(bids - asks) / float(bids + asks) if bids + asks else None
+        if source != "book":
+            continue
+        b, a = (float(level["bid_prices"][0]), float(level["ask_prices"][0])) if valid else (None, None)
+        bq, aq = (float(level["bid_qtys"][0]), float(level["ask_qtys"][0])) if valid else (None, None)
+        row.update(
+            best_bid=b,
+            best_ask=a,
+            bid_size=bq,
+            ask_size=aq,
+            mid=(b + a) / 2 if valid else None,
+            spread_bps=(a - b) / ((b + a) / 2) * 1e4 if valid else None,
+            microprice=(b * aq + a * bq) / (aq + bq) if valid else None,
+            imbalance_l1=(bq - aq) / (bq + aq) if valid else None,
+            book_updates=level["diffs"] if level is not None else 0,
+            ofi=level["ofi_levels"][0] if valid else 0.0,
+            book_stale=not valid,
+        )
 
 
 def _disconnect_end(record: dict, ledger: list[dict], day_start: int) -> int:

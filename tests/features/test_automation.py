@@ -121,6 +121,7 @@ def test_features_command_prints_a_summary_and_writes_only_when_asked(tmp_path):
     assert f"features_1s {SYMBOL} {DAY}: 86400 rows" in printed.stdout
     assert "trades 2 in 1 non-empty seconds; volume 3; last close 101; end CVD 1" in printed.stdout
     assert "recorded seconds 2;" in printed.stdout  # from the ticker received at 0.905 s to the last trade at 1.505 s
+    assert "L1 from bookticker;" in printed.stdout
     assert not target.parent.exists(), "the Dagster asset owns the file: printing must not touch it"
 
     written = harvest_features(tmp_path, "--date", DAY.isoformat(), "--symbol", SYMBOL.lower(), "--write")

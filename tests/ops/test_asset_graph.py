@@ -13,13 +13,14 @@ from assets.compaction import RAW_KIND_KEYS, SEGMENT_PARTITIONS
 from assets.consolidation import CONSOLIDATED_KINDS, daily_asset_key
 from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.definitions import defs
+from harvest_pipeline.schema import BOOK_KINDS, FEATURES_1S, RAW_KINDS
 from harvest_pipeline.schema import COMPLETENESS as COMPLETENESS_SCHEMA
-from harvest_pipeline.schema import FEATURES_1S, RAW_KINDS
 from tests.ops.compacted import compact, write_registered_segments
 
 SOURCE = dg.AssetKey("sealed_segments")
 FEATURES = dg.AssetKey("features_1s")
 COMPLETENESS = dg.AssetKey("completeness")
+BOOK_KEYS = {dg.AssetKey(kind): BOOK_KINDS[kind] for kind in BOOK_KINDS}
 TRADE_BACKFILL = dg.AssetKey("trade_backfill")
 """Launched by hand, writes a segment (not a table): no column schema, no freshness policy."""
 SPECS = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
@@ -46,8 +47,20 @@ def test_features_1s_reads_back_through_daily_and_raw_kinds_to_the_sealed_segmen
     certified = ("prices", "orderbook", "depth_snapshot", "events")
     assert {dep.asset_key for dep in SPECS[COMPLETENESS].deps} == set(map(daily_asset_key, certified))
     assert COMPLETENESS in {dep.asset_key for dep in SPECS[FEATURES].deps}, "a day's features show its certificate"
+    book_reads = ("orderbook", "depth_snapshot", "bookticker", "events")
+    for key in BOOK_KEYS:
+        assert {dep.asset_key for dep in SPECS[key].deps} == set(map(daily_asset_key, book_reads))
+    assert dg.AssetKey("book_1s") in {dep.asset_key for dep in SPECS[FEATURES].deps}
     daily = map(daily_asset_key, CONSOLIDATED_KINDS)
-    assert set(SPECS) == {SOURCE, FEATURES, COMPLETENESS, TRADE_BACKFILL, *RAW_KIND_KEYS.values(), *daily}
+    assert set(SPECS) == {
+        SOURCE,
+        FEATURES,
+        COMPLETENESS,
+        TRADE_BACKFILL,
+        *BOOK_KEYS,
+        *RAW_KIND_KEYS.values(),
+        *daily,
+    }
     assert not SPECS[TRADE_BACKFILL].deps and SPECS[TRADE_BACKFILL].automation_condition is None
     assert not SPECS[SOURCE].deps and SPECS[SOURCE].partitions_def is None, "the source is one unpartitioned folder"
     assert not defs.resolve_assets_def(SOURCE).is_executable, "Dagster never materializes the segments"
@@ -65,9 +78,10 @@ def test_every_asset_declares_owners_kinds_version_columns_and_pool():
         **{RAW_KIND_KEYS[k]: s for k, s in RAW_KINDS.items()},
         FEATURES: FEATURES_1S,
         COMPLETENESS: COMPLETENESS_SCHEMA,
+        **BOOK_KEYS,
     }
     schemas |= {daily_asset_key(kind): RAW_KINDS[kind] for kind in CONSOLIDATED_KINDS}
-    duckdb_heavy = {FEATURES, COMPLETENESS, *map(daily_asset_key, CONSOLIDATED_KINDS)}
+    duckdb_heavy = {FEATURES, COMPLETENESS, *BOOK_KEYS, *map(daily_asset_key, CONSOLIDATED_KINDS)}
     for key, spec in SPECS.items():
         name = key.to_user_string()
         assert spec.owners == ["team:harvest"], name
@@ -99,7 +113,9 @@ def test_automation_stays_fast_with_10000_segment_partitions(tmp_path):
             defs, instance, evaluation_time=dt.datetime(2026, 1, 6, 0, 21, tzinfo=dt.UTC), cursor=cursor
         )
         elapsed = time.perf_counter() - started
-    assert result.total_requested == len(CONSOLIDATED_KINDS) + 2, "yesterday's daily kinds, certificate, features"
+    assert result.total_requested == len(CONSOLIDATED_KINDS) + 2 + len(BOOK_KEYS), (
+        "yesterday's daily kinds, certificate, book, features"
+    )
     assert elapsed < 5.0, f"one automation evaluation took {elapsed:.2f} s with 10,000 segment partitions"
 
 

@@ -1,0 +1,154 @@
+"""The validated book against the simulator's true book: a collector records a simulated market while faults are
+injected; after compaction the book is rebuilt day by day, and after every diff applied inside a valid interval its
+top 20 levels per side equal the simulator's (``true_book``, the ``GET /admin/book`` answer). Each fault ends a valid
+interval with what the ledger recorded about it, and a fresh snapshot starts the next; UTC midnight does not."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from harvest_pipeline.book import build_book, write_book
+from harvest_pipeline.book.replay import replay_day
+from harvest_pipeline.book.sources import read_day_inputs
+from harvest_pipeline.book.state import Book, BookSide
+from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.schema import BOOK_DEPTH
+from tests.collector.harness import collect_in_process, records_of
+from tests.collector.small_fs import Ballast, tmpfs
+from tests.e2e.healing import compact_and_certify
+
+SYMBOL = "BTCUSDT"
+DEPTH = "btcusdt@depth@100ms"
+MiB = 1024 * 1024
+UNIT = Decimal(10) ** -8
+
+
+def levels(side: BookSide) -> list[tuple[Decimal, Decimal]]:
+    return [(Decimal(p) * UNIT, Decimal(side.sizes[p]) * UNIT) for p in side.top_prices(BOOK_DEPTH)]
+
+
+def wire_levels(levels: list[list[str]]) -> list[tuple[Decimal, Decimal]]:
+    return [(Decimal(price), Decimal(qty)) for price, qty in levels]
+
+
+def record(root: Path, scenario, clock_offset_ms: int = 0, **settings: Any):
+    """Record ``scenario``; returns the simulator (stopped, its true book still answers) and the sealed records."""
+    running: list[Any] = []
+
+    async def keep_simulator(sim, service):
+        running.append(sim)
+        await scenario(sim, service)
+
+    records, accounting = collect_in_process(
+        root,
+        keep_simulator,
+        clock=lambda: time.time_ns() + clock_offset_ms * 1_000_000,
+        simulator_settings={"clock_offset_ms": clock_offset_ms},
+        **settings,
+    )
+    compact_and_certify(root / "data", SYMBOL)
+    return running[0], records, accounting
+
+
+def rebuild_and_compare(root: Path, sim) -> dict[dt.date, list[dict[str, Any]]]:
+    """Build each recorded day in order and compare every valid book state with the truth; returns the intervals."""
+    parquet = DataPaths.from_root(root / "data").parquet
+    days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in parquet.glob("date=*"))
+    intervals, compared = {}, 0
+    for day in days:
+        states: list[tuple[int, list, list]] = []
+
+        def observe(book: Book, states=states) -> None:
+            states.append((book.update_id, levels(book.bids), levels(book.asks)))
+
+        replay_day(read_day_inputs(parquet, day, SYMBOL), observe=observe)
+        for update_id, bids, asks in states:
+            truth = sim.true_book(SYMBOL, update_id, BOOK_DEPTH)
+            assert truth["update_id"] == update_id, "every diff ends at a boundary of the true book"
+            assert (bids, asks) == (wire_levels(truth["bids"]), wire_levels(truth["asks"])), f"book at u={update_id}"
+        compared += len(states)
+        built = build_book(parquet, day, SYMBOL)
+        write_book(built, parquet)
+        assert built.stats.crossed == 0 and built.ticker_agreement in (None, 1.0)
+        for row in built.seconds.filter(built.seconds.column("valid")).to_pylist():
+            truth = sim.true_book(SYMBOL, row["last_update_id"], BOOK_DEPTH)
+            assert [(p, q) for p, q in zip(row["bid_prices"], row["bid_qtys"], strict=True)] == wire_levels(
+                truth["bids"]
+            )
+            assert [(p, q) for p, q in zip(row["ask_prices"], row["ask_qtys"], strict=True)] == wire_levels(
+                truth["asks"]
+            )
+        intervals[day] = built.validity.to_pylist()
+    assert compared > 30, f"only {compared} book states compared"
+    return intervals
+
+
+def assert_each_break_restarts_from_a_snapshot(intervals: list[dict[str, Any]], breaks: int) -> list[dict]:
+    ended = [interval for interval in intervals if interval["end"] == "break"]
+    assert len(ended) == breaks, intervals
+    for before, after in zip(intervals, intervals[1:], strict=False):
+        assert after["start"] == "snapshot" and after["snapshot_update_id"] >= before["last_update_id"]
+        assert after["from_time_ms"] >= before["to_time_ms"]
+    assert intervals[-1]["end"] == "end_of_data"
+    return ended
+
+
+def test_break_pu_and_a_dropped_connection_each_end_a_valid_interval_and_a_snapshot_starts_the_next(tmp_path):
+    async def scenario(sim, service):
+        await asyncio.sleep(2.0)
+        await sim.apply_fault({"fault": "break_pu", "symbol": SYMBOL})
+        await asyncio.sleep(2.0)
+        [public] = [c for c in sim.connection_list() if DEPTH in c["streams"]]
+        await sim.apply_fault({"fault": "drop_connection", "connection": public["id"]})
+        await asyncio.sleep(2.5)
+
+    sim, records, _ = record(tmp_path, scenario, backoff_initial_s=0.3)
+
+    [(_, intervals)] = rebuild_and_compare(tmp_path, sim).items()
+    pu_break, dropped = assert_each_break_restarts_from_a_snapshot(intervals, breaks=2)
+    assert records_of(records, "disconnect"), "the connection was dropped"
+    assert "pu" in pu_break["end_reason"] and dropped["end_reason"] != "unexplained", intervals
+
+
+def test_a_write_loss_ends_a_valid_interval_with_its_reason_and_a_snapshot_starts_the_next(tmp_path):
+    with tmpfs(tmp_path / "disk", 24 * MiB) as disk:
+        ballast = Ballast(disk)
+
+        async def scenario(sim, service):
+            await asyncio.sleep(1.5)
+            ballast.fill(0)
+            await asyncio.sleep(2.5)
+            ballast.remove()
+            await asyncio.sleep(3.0)
+
+        sim, records, _ = record(
+            disk, scenario, rate=5.0, queue_max_bytes=MiB // 2, write_retry_max_s=0.2, disk_free_warn_bytes=MiB
+        )
+        [(_, intervals)] = rebuild_and_compare(disk, sim).items()
+
+    assert records_of(records, "write_loss", DEPTH), "the full disk cost depth frames"
+    [loss] = assert_each_break_restarts_from_a_snapshot(intervals, breaks=1)
+    assert loss["end_reason"].startswith("write loss"), loss
+
+
+def test_utc_midnight_inside_a_valid_interval_does_not_end_it(tmp_path):
+    now_ms = time.time_ns() // 1_000_000
+    next_midnight = (now_ms // 86_400_000 + 1) * 86_400_000
+    offset = next_midnight - now_ms - 2_500  # the exchange's midnight comes 2.5 s into the recording
+
+    async def scenario(sim, service):
+        await asyncio.sleep(5.0)
+
+    sim, _, _ = record(tmp_path, scenario, clock_offset_ms=offset, segment_max_age_s=1.0)
+
+    intervals = rebuild_and_compare(tmp_path, sim)
+    assert len(intervals) == 2, "the recording spans two UTC days"
+    (before, [*before_intervals, last]), (after, [first, *_]) = sorted(intervals.items())
+    assert (last["end"], last["to_time_ms"]) == ("continues", next_midnight)
+    assert (first["start"], first["from_time_ms"]) == ("carried", next_midnight)
+    assert first["first_update_id"] == last["last_update_id"]
