@@ -56,6 +56,10 @@ class CollectorConfig:
     rest_weight_per_minute: int = 1200
     rest_timeout_s: float = 10.0
     snapshot_retry_max_s: float = 60.0
+    snapshot_refresh_s: float = 3600.0
+    """Every symbol with depth diffs gets a fresh snapshot this often (spread over the interval; 0: only at start and
+    after a break or a loss). Bounds how long a book stays unverifiable when nothing breaks it, e.g. when the day
+    before's book was never built and so cannot be carried over midnight (docs/book.md); 20 weight per symbol."""
     backfill: bool = True
     """Fill aggTrade holes from REST ``/fapi/v1/aggTrades`` while collecting."""
     backfill_weight_share: float = 0.5

@@ -277,7 +277,7 @@ class CollectorService:
                 loop.call_soon_threadsafe(fetcher.request, symbol, reason)
 
             self._book_events.request_snapshot = request_from_writer_thread
-            background_tasks = [fetcher.run()]
+            background_tasks = [fetcher.run(), fetcher.refresh_periodically()]
             if self.config.backfill:
                 backfiller = TradeBackfiller(
                     self.config, self.intake, f"{self.namer.boot_id}-backfill", self._rng, budget

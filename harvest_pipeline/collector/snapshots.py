@@ -61,6 +61,20 @@ class SnapshotFetcher:
             self._pending[symbol] = reason
             self._wake.set()
 
+    async def refresh_periodically(self) -> None:
+        """Ask for a snapshot of every symbol with depth diffs once per ``snapshot_refresh_s``, one symbol after the
+        other at even spacing, so the symbols never refresh together (cancelled at shutdown)."""
+        interval = self._config.snapshot_refresh_s
+        symbols = self._config.symbols if any(k.split("@")[0] == "depth" for k in self._config.stream_kinds) else ()
+        if interval <= 0 or not symbols:
+            return
+        spacing = interval / len(symbols)
+        await asyncio.sleep(spacing)  # the start-up snapshots are fresh
+        while True:
+            for symbol in symbols:
+                self.request(symbol, "periodic refresh")
+                await asyncio.sleep(spacing)
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq

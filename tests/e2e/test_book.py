@@ -55,12 +55,13 @@ def record(root: Path, scenario, clock_offset_ms: int = 0, **settings: Any):
     return running[0], records, accounting
 
 
-def rebuild_and_compare(root: Path, sim) -> dict[dt.date, list[dict[str, Any]]]:
-    """Build each recorded day in order and compare every valid book state with the truth; returns the intervals."""
+def rebuild_and_compare(root: Path, sim, skip_first_day: bool = False) -> dict[dt.date, list[dict[str, Any]]]:
+    """Build each recorded day in order (the first one not at all when ``skip_first_day``) and compare every valid
+    book state with the truth; returns the intervals."""
     parquet = DataPaths.from_root(root / "data").parquet
     days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in parquet.glob("date=*"))
     intervals, compared = {}, 0
-    for day in days:
+    for day in days[1:] if skip_first_day else days:
         states: list[tuple[int, list, list]] = []
 
         def observe(book: Book, states=states) -> None:
@@ -84,7 +85,7 @@ def rebuild_and_compare(root: Path, sim) -> dict[dt.date, list[dict[str, Any]]]:
                 truth["asks"]
             )
         intervals[day] = built.validity.to_pylist()
-    assert compared > 30, f"only {compared} book states compared"
+    assert compared > 20, f"only {compared} book states compared"
     return intervals
 
 
@@ -136,10 +137,15 @@ def test_a_write_loss_ends_a_valid_interval_with_its_reason_and_a_snapshot_start
     assert loss["end_reason"].startswith("write loss"), loss
 
 
-def test_utc_midnight_inside_a_valid_interval_does_not_end_it(tmp_path):
+def offset_to_midnight(seconds_before: float) -> tuple[int, int]:
+    """The exchange clock offset that puts the next UTC midnight ``seconds_before`` from now, and that midnight."""
     now_ms = time.time_ns() // 1_000_000
     next_midnight = (now_ms // 86_400_000 + 1) * 86_400_000
-    offset = next_midnight - now_ms - 2_500  # the exchange's midnight comes 2.5 s into the recording
+    return next_midnight - now_ms - round(seconds_before * 1000), next_midnight
+
+
+def test_utc_midnight_inside_a_valid_interval_does_not_end_it(tmp_path):
+    offset, next_midnight = offset_to_midnight(2.5)
 
     async def scenario(sim, service):
         await asyncio.sleep(5.0)
@@ -152,3 +158,17 @@ def test_utc_midnight_inside_a_valid_interval_does_not_end_it(tmp_path):
     assert (last["end"], last["to_time_ms"]) == ("continues", next_midnight)
     assert (first["start"], first["from_time_ms"]) == ("carried", next_midnight)
     assert first["first_update_id"] == last["last_update_id"]
+
+
+def test_a_day_that_cannot_be_carried_becomes_valid_at_the_next_periodic_snapshot(tmp_path):
+    offset, next_midnight = offset_to_midnight(1.0)
+
+    async def scenario(sim, service):
+        await asyncio.sleep(5.0)
+
+    sim, records, _ = record(tmp_path, scenario, clock_offset_ms=offset, segment_max_age_s=1.0, snapshot_refresh_s=2.0)
+
+    [(_, [first, *_])] = rebuild_and_compare(tmp_path, sim, skip_first_day=True).items()
+    periodic = [r for r in records_of(records, "snapshot") if r["reason"] == "periodic refresh"]
+    assert periodic, "the collector refreshed its snapshot without any break"
+    assert first["start"] == "snapshot" and first["from_time_ms"] > next_midnight, "no day before to carry from"
