@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvest_pipeline import segments
+from harvest_pipeline.book import build_book, write_book
 from harvest_pipeline.compaction import compact_segment
 from harvest_pipeline.features.table import FeatureParams, build_features, features_path
 from harvest_pipeline.paths import DataPaths
@@ -33,10 +34,11 @@ def start(data: Path) -> RunningPipeline:
 
 
 def recompute_from_raw_segments(data: Path, scratch: Path, day: dt.date) -> object:
-    """Compact every sealed segment again into ``scratch`` and build the day's features from that alone."""
+    """Compact every sealed segment again into ``scratch`` and build the day's book and features from that alone."""
     paths = DataPaths.from_root(scratch)
     for sealed in segments.list_sealed_segments(data / "segments" / "sealed"):
         compact_segment(sealed, paths)
+    write_book(build_book(paths.parquet, day, SYMBOL), paths.parquet)
     return build_features(paths.parquet, day, SYMBOL, FeatureParams()).table
 
 
