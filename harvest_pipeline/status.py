@@ -95,6 +95,9 @@ class DayCertificate:
     declared: int = 0
     unexplained: int = 0
     book_share: float | None = None
+    book_valid_share: float | None = None
+    """Share of the day inside ``book_validity`` intervals (None: the day's book is not built)."""
+    book_intervals: int = 0
     error: str | None = None
 
     def line(self) -> str:
@@ -106,6 +109,8 @@ class DayCertificate:
             return f"{where} no certificate yet"
         verdict = "certified" if self.certified else f"NOT CERTIFIED: {self.unexplained} unexplained hole(s)"
         book = "" if self.book_share is None else f"; book chain {100 * self.book_share:.1f} % of the day"
+        if self.book_valid_share is not None:
+            book += f"; book valid {100 * self.book_valid_share:.1f} % ({self.book_intervals} interval(s))"
         return (
             f"{where} {verdict}; trades {self.trades:,} ({self.trades_rest:,} from REST); holes healed "
             f"{self.healed}, declared {self.declared}{book}"
@@ -128,6 +133,7 @@ def read_day_certificate(parquet_root: Path, day: date, symbol: str) -> DayCerti
         summary.error = str(exc)
         return summary
     summary.found = True
+    _read_book_validity(summary, parquet_root, day, symbol)
     summary.certified = all(row["certified"] for row in rows)
     for row in rows:
         if row["sequence"] == "agg_trade_id":
@@ -139,6 +145,21 @@ def read_day_certificate(parquet_root: Path, day: date, symbol: str) -> DayCerti
         summary.declared += row["declared_holes"]
         summary.unexplained += row["unexplained_holes"]
     return summary
+
+
+def _read_book_validity(summary: DayCertificate, parquet_root: Path, day: date, symbol: str) -> None:
+    """Add how much of the day the validated book covers (nothing when its ``book_validity`` is absent)."""
+    import pyarrow.parquet as pq
+
+    from harvest_pipeline.book import book_file
+    from harvest_pipeline.book.replay import MS_PER_DAY
+
+    path = book_file(parquet_root, day, symbol, "book_validity")
+    if not path.exists():
+        return
+    intervals = pq.read_table(path, columns=["from_time_ms", "to_time_ms"]).to_pylist()
+    summary.book_intervals = len(intervals)
+    summary.book_valid_share = sum(i["to_time_ms"] - i["from_time_ms"] for i in intervals) / MS_PER_DAY
 
 
 @dataclass

@@ -8,7 +8,9 @@ import datetime as dt
 import time
 
 import dagster as dg
+import pyarrow as pa
 
+from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.status import gather_status, render_status, run
 from tests.ops.compacted import compact, write_registered_segments
@@ -67,6 +69,22 @@ def test_status_with_every_sidecar_corrupt_still_renders(tmp_path):
     assert "segments: 2 sealed, none with a valid sidecar" in render_status(status)
 
 
+def write_book_validity(parquet_root, day, intervals):
+    """A ``book_validity`` file of ``day`` with these ``(from_ms, to_ms)`` intervals."""
+    from harvest_pipeline.book import book_file
+    from harvest_pipeline.schema import BOOK_VALIDITY
+    from harvest_pipeline.store import write_parquet_atomically
+
+    rows = [
+        {"from_time_ms": lo, "to_time_ms": hi, "first_update_id": 1, "last_update_id": 2, "diffs": 1,
+         "start": "snapshot", "end": "break"}
+        for lo, hi in intervals
+    ]  # fmt: skip
+    write_parquet_atomically(
+        pa.Table.from_pylist(rows, schema=BOOK_VALIDITY), book_file(parquet_root, day, "BTCUSDT", "book_validity")
+    )
+
+
 def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_for_attention_when_one_fails(tmp_path):
     from harvest_pipeline.completeness import build_certificate, write_certificate
     from tests.completeness.rawfiles import write_prices
@@ -81,6 +99,10 @@ def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_fo
     write_prices(paths.parquet, range(60, 65), source="rest", part="part-r", day=yesterday)  # 60..64 healed
     for day in (two_days_ago, yesterday):
         write_certificate(build_certificate(paths.parquet, day, "BTCUSDT"), paths.parquet, day, "BTCUSDT")
+    midnight = day_start_ms(two_days_ago)
+    write_book_validity(
+        paths.parquet, two_days_ago, [(midnight, midnight + 43_200_000), (midnight + 50_400_000, midnight + 57_600_000)]
+    )
 
     with dg.instance_for_test(temp_dir=str(paths.dagster_home)):  # sets DAGSTER_HOME for this block only
         status = gather_status(paths, CLOSED_PORT_URL, now=now, symbols=("BTCUSDT",))
@@ -91,7 +113,8 @@ def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_fo
     assert screen[at + 1 : at + 4] == [
         f"  {yesterday} BTCUSDT      NOT CERTIFIED: 1 unexplained hole(s); trades 25 (5 from REST); holes healed 1, "
         "declared 0",
-        f"  {two_days_ago} BTCUSDT      certified; trades 49 (0 from REST); holes healed 0, declared 0",
+        f"  {two_days_ago} BTCUSDT      certified; trades 49 (0 from REST); holes healed 0, declared 0; book valid "
+        "58.3 % (2 interval(s))",
         f"  {today - dt.timedelta(days=3)} BTCUSDT      no certificate yet",
     ]
     assert exit_code == 1
