@@ -12,7 +12,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 MAD_TO_SIGMA = 1.4826
 """Scales a median absolute deviation to the standard deviation of a normal distribution."""
 
-_ROWS_PER_CHUNK = 8192
+_ROWS_PER_CHUNK = 2048
+"""Windows sorted at a time: 2,048 x 300 values (4.9 MB) stay in cache between the sort and the deviations."""
 
 
 def _row_medians(sorted_rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -36,14 +37,17 @@ def trailing_median_and_mad(
     """At each of ``seconds``: median and MAD of ``values[s]`` over present s in [t - window, t - 1] (t excluded)."""
     sample = np.concatenate([np.full(window, np.nan), np.where(present, values, np.nan)])
     windows = sliding_window_view(sample[:-1], window)
+    counts = trailing_counts(~np.isnan(sample[window:]), window)[seconds]  # non-NaN values per window, summed once
     medians = np.empty(len(seconds))
     mads = np.empty(len(seconds))
     for start in range(0, len(seconds), _ROWS_PER_CHUNK):
-        rows = windows[seconds[start : start + _ROWS_PER_CHUNK]]
-        count = np.count_nonzero(~np.isnan(rows), axis=1)
-        median = _row_medians(np.sort(rows, axis=1), count)
-        medians[start : start + len(rows)] = median
-        mads[start : start + len(rows)] = _row_medians(np.sort(np.abs(rows - median[:, None]), axis=1), count)
+        chunk = slice(start, start + _ROWS_PER_CHUNK)
+        rows = windows[seconds[chunk]]  # a copy, sorted in place: the deviations below do not depend on the order
+        rows.sort(axis=1)
+        medians[chunk] = _row_medians(rows, counts[chunk])
+        deviations = np.abs(rows - medians[chunk, None])
+        deviations.sort(axis=1)
+        mads[chunk] = _row_medians(deviations, counts[chunk])
     return medians, mads
 
 

@@ -1,10 +1,13 @@
 """DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, depth, latency, feed-gap and recording flags.
 
-Every statement reads the views ``prices_raw``, ``bookticker_raw``, ``events_raw`` and ``book_raw`` (see ``sources``)
-and takes ``$day_start`` (epoch ms of 00:00 UTC). Each row is bucketed by the clock that assigned it to its date
-partition in compaction, so every row of the partition lands in one of the day's 86,400 seconds and no row falls
-between two days: trades by trade time ``T`` (``trade_time_ms``), L1 updates by event time ``E``, ledger records by
-their receive time; the reconstructed book (``book_1s``) has one row per second already.
+``load_day`` reads the views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (see ``sources``) once, into the
+temp tables ``trades`` and ``ticks`` (the day's rows deduplicated by exchange id) and ``ledger``; every statement after
+it reads those tables and the view ``book_raw``. Reading each kind once matters during the day, when a kind is 1,440
+one-minute part files: DuckDB pays per file and per column chunk, not per row. Every statement takes ``$day_start``
+(epoch ms of 00:00 UTC). Each row is bucketed by the clock that assigned it to its date partition in compaction, so
+every row of the partition lands in one of the day's 86,400 seconds and no row falls between two days: trades by trade
+time ``T`` (``trade_time_ms``), L1 updates by event time ``E``, ledger records by their receive time; the
+reconstructed book (``book_1s``) has one row per second already.
 
 Sums (volumes, CVD, OFI, depth) are accumulated as exact DECIMALs and cast to DOUBLE only at the end: the result does
 not depend on summation order, so a re-run (or another thread count) gives bit-identical features.
@@ -17,34 +20,36 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
+# The day's trades, one per aggTrade id: the earliest received, a websocket row before a REST one.
 TRADES = """
-trades AS (
-    SELECT agg_trade_id, price, qty, is_buyer_maker, CASE WHEN source = 'ws' THEN latency_ms END AS latency_ms,
-           recv_time_ns, (trade_time_ms - $day_start) // 1000 AS second_of_day
-    FROM prices_raw
-    WHERE trade_time_ms >= $day_start AND trade_time_ms < $day_start + 86400000
-    QUALIFY row_number() OVER (PARTITION BY agg_trade_id ORDER BY source = 'rest', recv_time_ns, segment, line) = 1
-)"""
+SELECT agg_trade_id, price, qty, is_buyer_maker, CASE WHEN source = 'ws' THEN latency_ms END AS latency_ms,
+       recv_time_ns, (trade_time_ms - $day_start) // 1000 AS second_of_day
+FROM prices_raw
+WHERE trade_time_ms >= $day_start AND trade_time_ms < $day_start + 86400000
+QUALIFY row_number() OVER (PARTITION BY agg_trade_id ORDER BY source = 'rest', recv_time_ns, segment, line) = 1
+"""
 
 # One L1 update per exchange update id, ordered by it; e is the Cont-Kukanov-Stoikov contribution of update n
 # (0 for the day's first update, whose predecessor is unknown: every comparison with NULL is false).
 TICKS = """
-ticks_dedup AS (
+WITH ticks_dedup AS (
     SELECT update_id, event_time_ms, bid_price AS b, bid_qty AS bq, ask_price AS a, ask_qty AS aq, latency_ms,
            recv_time_ns, (event_time_ms - $day_start) // 1000 AS second_of_day
     FROM bookticker_raw
     WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
     QUALIFY row_number() OVER (PARTITION BY update_id ORDER BY recv_time_ns, segment, line) = 1
-),
-ticks AS (
-    SELECT *,
-        (CASE WHEN b >= lag(b) OVER w THEN bq ELSE 0 END)
-      - (CASE WHEN b <= lag(b) OVER w THEN lag(bq) OVER w ELSE 0 END)
-      - (CASE WHEN a <= lag(a) OVER w THEN aq ELSE 0 END)
-      + (CASE WHEN a >= lag(a) OVER w THEN lag(aq) OVER w ELSE 0 END) AS e
-    FROM ticks_dedup
-    WINDOW w AS (ORDER BY update_id)
-)"""
+)
+SELECT *,
+    (CASE WHEN b >= lag(b) OVER w THEN bq ELSE 0 END)
+  - (CASE WHEN b <= lag(b) OVER w THEN lag(bq) OVER w ELSE 0 END)
+  - (CASE WHEN a <= lag(a) OVER w THEN aq ELSE 0 END)
+  + (CASE WHEN a >= lag(a) OVER w THEN lag(aq) OVER w ELSE 0 END) AS e
+FROM ticks_dedup
+WINDOW w AS (ORDER BY update_id)
+"""
+
+# The ledger of the day and its neighbours (symbol's and connection-wide), each record once.
+LEDGER = "SELECT DISTINCT * FROM events_raw"
 
 # The reconstructed book of the day (book_1s: the state at each second's end). Only valid rows give levels: their
 # level 1, the depth sums of the top 5 / top 20 quantities per side (exact decimals; fewer levels when the side is
@@ -65,7 +70,7 @@ book_levels AS (
     WHERE valid AND time_ms >= $day_start AND time_ms < $day_start + 86400000
 ),
 l1_origin AS (  -- where the L1 columns of the day come from: bookTicker whenever the day has any of it
-    SELECT CASE WHEN EXISTS (SELECT 1 FROM ticks_dedup) THEN 'bookticker'
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM ticks) THEN 'bookticker'
                 WHEN EXISTS (SELECT 1 FROM book_rows) THEN 'book'
                 ELSE 'none' END AS l1_source
 )"""
@@ -75,7 +80,6 @@ l1_origin AS (  -- where the L1 columns of the day come from: bookTicker wheneve
 # replaced (reason "replaced: lifetime rotation" or "replaced: <watchdog reason>") is no gap: its successor was
 # connected before it closed.
 GAP_WINDOWS = """
-ledger AS (SELECT DISTINCT * FROM events_raw),
 reconnects AS (
     SELECT event_time_ms FROM ledger WHERE event IN ('connect', 'subscribed', 'recovered')
 ),
@@ -105,7 +109,7 @@ RECORDING = """
 day_records AS (
     SELECT event_time_ms AS ms FROM ledger WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
     UNION ALL SELECT recv_time_ns // 1000000 FROM trades
-    UNION ALL SELECT recv_time_ns // 1000000 FROM ticks_dedup
+    UNION ALL SELECT recv_time_ns // 1000000 FROM ticks
 ),
 connections_before_day AS (
     SELECT conn_id,
@@ -139,7 +143,7 @@ down_seconds AS (
 )"""
 
 PER_SECOND = f"""
-WITH {TRADES}, {TICKS}, {BOOK}, {GAP_WINDOWS},
+WITH {BOOK}, {GAP_WINDOWS},
 grid AS (SELECT range AS second_of_day FROM range(86400)),
 {RECORDING},
 trade_seconds AS (
@@ -159,11 +163,13 @@ book_seconds AS (
            max(event_time_ms) AS last_book_ms, count(*) AS book_updates, sum(e) AS ofi
     FROM ticks GROUP BY second_of_day
 ),
-latency_seconds AS (
-    SELECT second_of_day,
-           quantile_cont(latency_ms, 0.5) AS latency_ms_p50, quantile_cont(latency_ms, 0.99) AS latency_ms_p99
-    FROM (SELECT second_of_day, latency_ms FROM trades UNION ALL SELECT second_of_day, latency_ms FROM ticks)
-    GROUP BY second_of_day
+latency_seconds AS (  -- both percentiles from one sort of the second's latencies
+    SELECT second_of_day, latency_ms[1] AS latency_ms_p50, latency_ms[2] AS latency_ms_p99
+    FROM (
+        SELECT second_of_day, quantile_cont(latency_ms, [0.5, 0.99]) AS latency_ms
+        FROM (SELECT second_of_day, latency_ms FROM trades UNION ALL SELECT second_of_day, latency_ms FROM ticks)
+        GROUP BY second_of_day
+    )
 ),
 gap_seconds AS (
     SELECT DISTINCT g.second_of_day
@@ -271,18 +277,29 @@ FROM day_gap_windows ORDER BY lo_ms, event, event_time_ms
 """
 
 
-DAY_LATENCY = f"""
-WITH {TRADES}, {TICKS}
-SELECT quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99, count(latency_ms) AS rows
-FROM (SELECT latency_ms FROM trades UNION ALL SELECT latency_ms FROM ticks)
+DAY_LATENCY = """
+SELECT percentiles[1] AS p50, percentiles[2] AS p99, rows
+FROM (
+    SELECT quantile_cont(latency_ms, [0.5, 0.99]) AS percentiles, count(latency_ms) AS rows
+    FROM (SELECT latency_ms FROM trades UNION ALL SELECT latency_ms FROM ticks)
+)
 """
+
+
+def load_day(con: duckdb.DuckDBPyConnection, day_start: int) -> None:
+    """Read the raw views once into the temp tables ``trades``, ``ticks`` and ``ledger`` for the day starting at
+    ``day_start`` (epoch ms); the statements below read only these (and ``book_raw``)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE trades AS {TRADES}", {"day_start": day_start})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ticks AS {TICKS}", {"day_start": day_start})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ledger AS {LEDGER}")
 
 
 def per_second_columns(
     con: duckdb.DuckDBPyConnection, day_start: int, stale_after_ms: int, ofi_level_weights: Sequence[float]
 ) -> pa.Table:
     """Trade, book, OFI, depth and quality columns for all 86,400 seconds of the day starting at ``day_start`` (epoch
-    ms); ``ofi_l5`` weighs the book's per-level OFI by ``ofi_level_weights`` (one weight per level)."""
+    ms, the day ``load_day`` loaded); ``ofi_l5`` weighs the book's per-level OFI by ``ofi_level_weights`` (one weight
+    per level)."""
     params = {
         "day_start": day_start,
         "stale_after_ms": stale_after_ms,
@@ -296,6 +313,6 @@ def day_gap_windows(con: duckdb.DuckDBPyConnection, day_start: int) -> list[dict
     return con.sql(DAY_GAPS, params={"day_start": day_start}).to_arrow_table().to_pylist()
 
 
-def day_latency(con: duckdb.DuckDBPyConnection, day_start: int) -> dict:
+def day_latency(con: duckdb.DuckDBPyConnection) -> dict:
     """Percentiles of receive latency (recv - E, ms) over the day's deduplicated trades and L1 updates."""
-    return con.sql(DAY_LATENCY, params={"day_start": day_start}).to_arrow_table().to_pylist()[0]
+    return con.sql(DAY_LATENCY).to_arrow_table().to_pylist()[0]

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from harvest_pipeline.features import math as fm
 from harvest_pipeline.features.sources import DaySources, day_start_ms
-from harvest_pipeline.features.sql import day_gap_windows, day_latency, per_second_columns
+from harvest_pipeline.features.sql import day_gap_windows, day_latency, load_day, per_second_columns
 from harvest_pipeline.schema import FEATURES_1S, OFI_LEVELS
 from harvest_pipeline.store import kind_dir
 
@@ -71,9 +71,10 @@ def build_features(
     try:
         sources.register(con)
         start = day_start_ms(day)
+        load_day(con, start)
         columns = per_second_columns(con, start, int(params.book_stale_after_s * 1000), params.ofi_level_weights)
         gaps = day_gap_windows(con, start)
-        latency = day_latency(con, start)
+        latency = day_latency(con)
     finally:
         con.close()
     return FeatureDay(day, symbol, add_signals_and_labels(columns, params), gaps, latency)

@@ -67,11 +67,15 @@ COLUMNS_ADDED_LATER: dict[tuple[str, str], str] = {("prices", "source"): "'ws'"}
 
 def kind_select_sql(files: list[Path], kind: str) -> str:
     """``SELECT`` of exactly the columns of ``kind``'s schema over ``files``, in schema order, whatever version of the
-    schema each file was written with (a column added later reads as its ``COLUMNS_ADDED_LATER`` value)."""
-    names = RAW_KINDS[kind].names
+    schema each file was written with (a column added later reads as its ``COLUMNS_ADDED_LATER`` value).
+
+    Files that all have the same columns (every day written since the last column was added) are read with a plain
+    ``read_parquet``, which DuckDB binds from one file's footer. Only a mix of versions needs ``union_by_name``: its
+    every bind (creating a view, then each statement using it) reads all the footers again, 1,440 for a day of
+    one-minute parts."""
     present = [set(pq.read_schema(path).names) for path in files]
     columns = []
-    for name in names:
+    for name in RAW_KINDS[kind].names:
         default = COLUMNS_ADDED_LATER.get((kind, name))
         if default is None or all(name in found for found in present):
             columns.append(f'"{name}"')
@@ -79,5 +83,7 @@ def kind_select_sql(files: list[Path], kind: str) -> str:
             columns.append(f'coalesce("{name}", {default}) AS "{name}"')
         else:
             columns.append(f'{default} AS "{name}"')
-    source = read_parquet_sql(files).removesuffix(")") + ", union_by_name = true)"
+    source = read_parquet_sql(files)
+    if any(found != present[0] for found in present):
+        source = source.removesuffix(")") + ", union_by_name = true)"
     return f"SELECT {', '.join(columns)} FROM {source}"

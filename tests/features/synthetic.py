@@ -2,7 +2,8 @@
 
 Used by the Dagster integration test (small) and by ``bench/features.py`` (a busy day). Rows are split into
 ``parts`` consecutive part files like per-segment compaction output; the last rows of each part are repeated at the
-start of the next one, as two overlapping connections would record them.
+start of the next one, as two overlapping connections would record them. ``write_synthetic_book`` adds the day's
+reconstructed book (``book_1s``), as the book package would write it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harvest_pipeline.features.sources import day_start_ms
-from harvest_pipeline.schema import BOOKTICKER, PRICES
-from harvest_pipeline.store import kind_dir
+from harvest_pipeline.features.sources import BOOK_KIND, day_start_ms
+from harvest_pipeline.schema import BOOK_1S, BOOK_DEPTH, BOOKTICKER, OFI_LEVELS, PRICES
+from harvest_pipeline.store import kind_dir, write_parquet_atomically
 
 SCALE = 10**8  # DECIMAL(18, 8)
 
@@ -107,3 +108,40 @@ def write_synthetic_day(
     }
     _write_parts(pa.table(prices, schema=PRICES), kind_dir(root, day, symbol, "prices"), parts, overlap)
     _write_parts(pa.table(book, schema=BOOKTICKER), kind_dir(root, day, symbol, "bookticker"), parts, overlap)
+
+
+def write_synthetic_book(
+    root: Path, day: dt.date, symbol: str, invalid_seconds: tuple[int, int] = (0, 60), seed: int = 1
+) -> Path:
+    """Write the day's ``book_1s`` file (86,400 rows) as the book package would: ``BOOK_DEPTH`` levels per side
+    around a random-walk best bid in 0.1 steps near 50,000, random diffs and level OFIs, valid except in the seconds
+    [``invalid_seconds``)."""
+    rng = np.random.default_rng(seed)
+    seconds = np.arange(86_400)
+    invalid = (seconds >= invalid_seconds[0]) & (seconds < invalid_seconds[1])
+    best_bid = (500_000 + np.cumsum(rng.integers(-1, 2, 86_400)))[:, None] * (SCALE // 10)
+    levels = np.arange(BOOK_DEPTH) * (SCALE // 10)
+
+    def per_row(values: pa.Array, name: str) -> pa.Array:
+        """Consecutive runs of ``values`` as one list per second, null where the book is not valid."""
+        offsets = pa.array(np.arange(0, len(values) + 1, len(values) // 86_400, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, values, type=BOOK_1S.field(name).type, mask=pa.array(invalid))
+
+    def quantities() -> np.ndarray:
+        return rng.integers(1, 20_000, (86_400, BOOK_DEPTH)) * (SCALE // 1000)
+
+    book = {
+        "time_ms": day_start_ms(day) + seconds * 1000,
+        "second_of_day": seconds.astype(np.int32),
+        "valid": ~invalid,
+        "last_update_id": pa.array(seconds + 1_000, mask=invalid),
+        "bid_prices": per_row(decimals((best_bid - levels).ravel()), "bid_prices"),
+        "bid_qtys": per_row(decimals(quantities().ravel()), "bid_qtys"),
+        "ask_prices": per_row(decimals((best_bid + 2 * (SCALE // 10) + levels).ravel()), "ask_prices"),
+        "ask_qtys": per_row(decimals(quantities().ravel()), "ask_qtys"),
+        "diffs": rng.integers(0, 20, 86_400),
+        "ofi_levels": per_row(pa.array(np.round(rng.normal(0, 3, 86_400 * OFI_LEVELS), 3)), "ofi_levels"),
+    }
+    target = kind_dir(root, day, symbol, BOOK_KIND) / "book_1s.parquet"
+    write_parquet_atomically(pa.table(book, schema=BOOK_1S), target)
+    return target
