@@ -250,6 +250,11 @@ COMPACTION_JOB = dg.define_asset_job(
     "compact_segments",
     selection=dg.AssetSelection.assets(raw_market_data),
     description="Compact sealed segments (a partition range runs as one run).",
+    executor_def=dg.in_process_executor,
 )
+"""The job the sensors request. Its one step runs in the run worker itself: the multiprocess executor would start a
+second process per run and import the code location again (~2.7 s per run, docs/freshness.md). ``COMPACTION_RETRY``
+works the same in process; a run worker that dies is reported failed by the code server and retried like any failed
+run."""
 
 COMPACTION_ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [SEALED_SEGMENTS, raw_market_data]

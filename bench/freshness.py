@@ -7,14 +7,12 @@
    file became queryable (mtime; compaction renames a finished file into place) minus the row's exchange event time,
    p50/p95/max over rows whose event time falls after the first minute (warm-up). Same-run baseline: the latency that
    segmenting alone implies, the mean age of a line when its segment is sealed (~interval/2), from the sidecars.
+   Then where seal -> file goes, per compaction run of the window (``bench/run_overhead.py`` phases).
 2. Catch-up: 60 sealed 60-second segments of busy-market traffic (the compaction benchmark's generator) in a fresh data
    root, then only ``dagster-daemon`` on it, timed until every segment is materialized. Baseline: the hour of data.
 """
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,13 +26,19 @@ import pyarrow as pa  # noqa: E402
 
 from bench.collector_soak import BUSY_MARKET_FRAMES_PER_S  # noqa: E402
 from bench.compaction import make_segment  # noqa: E402
+from bench.run_overhead import (  # noqa: E402
+    SYMBOLS,
+    compaction_timelines,
+    load_average,
+    print_phases,
+    start_daemon,
+    stop_daemon,
+)
 from harvest_pipeline import segments  # noqa: E402
-from harvest_pipeline.dagster_home import ensure_dagster_home  # noqa: E402
-from harvest_pipeline.paths import DAGSTER_HOME_ENV, DATA_ROOT_ENV, DataPaths  # noqa: E402
+from harvest_pipeline.paths import DataPaths  # noqa: E402
 from tests.compaction.frames import TrafficMix  # noqa: E402
-from tests.e2e.harness import REPO, RunningPipeline, http_json, start_pipeline, wait_for  # noqa: E402
+from tests.e2e.harness import RunningPipeline, http_json, start_pipeline, wait_for  # noqa: E402
 
-SYMBOLS = "BTCUSDT,ETHUSDT"
 LATENCY_KINDS = ("prices", "bookticker", "orderbook")
 WARM_UP_S = 60.0
 BACKLOG_SEGMENT_S = 60
@@ -111,7 +115,7 @@ def mean_age_at_seal_ms(metas: list[segments.SegmentMeta], lo_ns: int, hi_ns: in
     Lines arrive evenly through a segment, so this is the mean age of a line when its segment is sealed: the part of
     the latency that segmenting itself implies (about half the interval), whatever runs afterwards.
     """
-    weighted = total = 0
+    weighted, total = 0.0, 0
     for meta in metas:
         if meta.first_recv_ns is None or meta.last_recv_ns is None:
             continue
@@ -161,6 +165,12 @@ def steady_state(root: Path, segment_seconds: float, minutes: float) -> None:
           f"(interval/2 = {segment_seconds * 500:,.0f} ms)")  # fmt: skip
     print(f"ratio p50 / baseline = {overall[2] / baseline_ms:.2f}; mean / baseline = {overall[5] / baseline_ms:.2f} "
           f"(1.00 would mean orchestration adds nothing)")  # fmt: skip
+    with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        timelines = [t for t in compaction_timelines(instance, paths) if lo_ns / S_NS <= t.sealed_s <= hi_ns / S_NS]
+    segments_per_run = sum(len(t.segments) for t in timelines) / len(timelines)
+    print(f"\nwhere seal -> file goes: {len(timelines)} compaction runs sealed in the window, "
+          f"{segments_per_run:.1f} segments per run")  # fmt: skip
+    print_phases(timelines)
 
 
 def write_backlog(root: Path, minutes: int) -> tuple[list[str], int]:
@@ -172,28 +182,6 @@ def write_backlog(root: Path, minutes: int) -> tuple[list[str], int]:
         make_segment(root, frames, start_ms + i * BACKLOG_SEGMENT_S * 1000, i + 1, mix).name for i in range(minutes)
     ]
     return names, frames * minutes
-
-
-def start_daemon(paths: DataPaths, log_path: Path) -> subprocess.Popen[bytes]:
-    """``dagster-daemon run`` alone on the data root's instance, in its own process group."""
-    workspace = ensure_dagster_home(paths)
-    env = {**os.environ, "PYTHONPATH": str(REPO), DATA_ROOT_ENV: str(paths.root),
-           DAGSTER_HOME_ENV: str(paths.dagster_home), "HARVEST_SYMBOLS": SYMBOLS}  # fmt: skip
-    argv = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)]
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-
-
-def stop_daemon(daemon: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    """SIGTERM the daemon's process group (daemon and code server); SIGKILL it if it does not exit in time."""
-    if daemon.poll() is None:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
 
 
 def catch_up(root: Path, backlog_minutes: int, timeout_s: float) -> None:
@@ -245,6 +233,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.minutes * 60 <= WARM_UP_S:
         parser.error(f"--minutes must leave something after the {WARM_UP_S:.0f} s warm-up")
+    print(f"load average at start: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-freshness-") as tmp:
         if args.part in ("both", "steady"):
             (Path(tmp) / "steady").mkdir()
@@ -252,6 +241,7 @@ def main() -> None:
         if args.part in ("both", "catch-up"):
             (Path(tmp) / "catch-up").mkdir()
             catch_up(Path(tmp) / "catch-up", args.backlog_minutes, args.catch_up_timeout)
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Written once (never overwritten, so an operator's edits survive) by ``harvest up`` and by anything that needs the
 instance. The template turns telemetry off, runs at most ``MAX_CONCURRENT_RUNS`` runs at once (a 2-core machine),
-lets one step of the DuckDB-heavy pool ``DUCKDB_POOL`` run at a time, and bounds how much sensor/schedule tick history
-is kept. Storage is SQLite under ``DAGSTER_HOME`` unless a PostgreSQL URL is given (docs/postgres.md).
+lets one step of the DuckDB-heavy pool ``DUCKDB_POOL`` run at a time, launches queued runs every
+``DEQUEUE_INTERVAL_S`` (docs/freshness.md), and bounds how much sensor/schedule tick history is kept. Storage is SQLite
+under ``DAGSTER_HOME`` unless a PostgreSQL URL is given (docs/postgres.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ MAX_CONCURRENT_RUNS = 2
 DUCKDB_POOL = "harvest_duckdb"
 """The Dagster concurrency pool of the DuckDB-heavy assets (daily consolidation, features_1s): one step at a time."""
 DUCKDB_POOL_LIMIT = 1
+DEQUEUE_INTERVAL_S = 1
+"""How often the daemon launches queued runs (whole seconds). Dagster's default of 5 s adds 2.5 s on average before
+every run starts, as long as a segment now takes from seal to Parquet (docs/freshness.md); a pass is a few queries."""
 POSTGRES_DRIVER = "postgresql+psycopg2"
 """The one supported URL scheme: a plain ``postgresql://`` picks psycopg 3 under SQLAlchemy 2.1, which breaks Dagster's
 run queue (``syntax error at or near "$1"``)."""
@@ -41,6 +45,11 @@ nux:
     # every pool without a limit set in the UI gets this one; harvest's only pool is "{pool}" (DuckDB-heavy assets)
     default_limit: {pool_limit}
     granularity: op
+run_queue:
+  # launch queued runs within a second (Dagster's default: every 5 s), in threads, so one run worker starting up
+  # does not hold back the next dequeue
+  dequeue_interval_seconds: {dequeue_s}
+  dequeue_use_threads: true
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
@@ -92,7 +101,11 @@ def dagster_yaml(storage_url: str | None = None) -> str:
         validate_storage_url(storage_url)
         storage = f"storage:\n  postgres:\n    postgres_url: {json.dumps(storage_url)}\n"
     return _TEMPLATE.format(
-        storage=storage, max_runs=MAX_CONCURRENT_RUNS, pool=DUCKDB_POOL, pool_limit=DUCKDB_POOL_LIMIT
+        storage=storage,
+        max_runs=MAX_CONCURRENT_RUNS,
+        pool=DUCKDB_POOL,
+        pool_limit=DUCKDB_POOL_LIMIT,
+        dequeue_s=DEQUEUE_INTERVAL_S,
     )
 
 

@@ -21,6 +21,7 @@ import yaml  # type: ignore[import-untyped]
 from assets.consolidation import CONSOLIDATED_KINDS, daily_asset_key
 from harvest_pipeline import segments
 from harvest_pipeline.dagster_home import (
+    DEQUEUE_INTERVAL_S,
     DUCKDB_POOL,
     MAX_CONCURRENT_RUNS,
     dagster_yaml,
@@ -83,7 +84,8 @@ def test_the_generated_yaml_keeps_every_storage_on_postgresql_and_one_duckdb_ste
         "runs": {"max_concurrent_runs": MAX_CONCURRENT_RUNS},
         "pools": {"default_limit": 1, "granularity": "op"},
     }
-    assert "run_queue" not in config and "harvest/duckdb" not in dagster_yaml(url), "no dead tag limit"
+    assert config["run_queue"] == {"dequeue_interval_seconds": DEQUEUE_INTERVAL_S, "dequeue_use_threads": True}
+    assert "harvest/duckdb" not in dagster_yaml(url), "no dead tag limit"
     assert config["telemetry"] == {"enabled": False} and config["run_retries"]["enabled"]
     assert config["run_monitoring"]["enabled"] and config["retention"]["sensor"]["purge_after_days"]["skipped"] == 1
     assert "storage" not in yaml.safe_load(dagster_yaml()), "without a URL the instance stays on SQLite"
