@@ -9,39 +9,19 @@ Partial-book streams (``@depthN``) carry ``pu`` too but are full snapshots, so o
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from harvest_pipeline.compaction.ledger import symbol_of
 
 EXPLAINING_EVENTS = frozenset({"gap", "write_loss", "backfill"})
-
-_AGG_ID_JUMPS = """
-SELECT 'agg_trade_id' AS check_name, symbol, stream, prev_id AS last_id, agg_trade_id AS next_id,
-       prev_time AS last_time_ms, trade_time_ms AS next_time_ms, prev_recv // 1000000 AS last_recv_ms,
-       recv_time_ns // 1000000 AS next_recv_ms
-FROM (
-    SELECT *, lag(agg_trade_id) OVER w AS prev_id, lag(trade_time_ms) OVER w AS prev_time,
-           lag(recv_time_ns) OVER w AS prev_recv
-    FROM out_prices WINDOW w AS (PARTITION BY stream ORDER BY agg_trade_id)
-)
-WHERE agg_trade_id <> prev_id + 1
-"""
-
-_PU_BREAKS = """
-SELECT 'pu' AS check_name, symbol, stream, prev_u AS last_id, prev_final_update_id AS next_id,
-       prev_time AS last_time_ms, event_time_ms AS next_time_ms, prev_recv // 1000000 AS last_recv_ms,
-       recv_time_ns // 1000000 AS next_recv_ms
-FROM (
-    SELECT *, lag(final_update_id) OVER w AS prev_u, lag(event_time_ms) OVER w AS prev_time,
-           lag(recv_time_ns) OVER w AS prev_recv
-    FROM out_orderbook WHERE regexp_matches(stream, '@depth(@[0-9]+ms)?$')
-    WINDOW w AS (PARTITION BY stream ORDER BY final_update_id)
-)
-WHERE prev_final_update_id <> prev_u
-"""
+_DIFF_STREAM = re.compile(r"@depth(@[0-9]+ms)?$")
 
 
 @dataclass(frozen=True)
@@ -65,12 +45,55 @@ class Gap:
         return asdict(self)
 
 
-def find_gaps(con: duckdb.DuckDBPyConnection, events: list[dict[str, Any]]) -> list[Gap]:
-    """All id breaks of the segment held in ``con`` (tables ``out_prices`` and ``out_orderbook``), each marked with
-    the line of the collector record that explains it, if any."""
-    found = [Gap(*row) for query in (_AGG_ID_JUMPS, _PU_BREAKS) for row in con.sql(query).fetchall()]
+def find_gaps(kinds: Mapping[str, pa.Table], events: list[dict[str, Any]]) -> list[Gap]:
+    """All id breaks among the rows of each kind (``prices`` and ``orderbook`` are read), each marked with the line
+    of the collector record that explains it, if any."""
+    found = _breaks(kinds["prices"], "agg_trade_id", "agg_trade_id", "agg_trade_id", 1, "trade_time_ms")
+    diffs = kinds["orderbook"]
+    found += _breaks(diffs, "pu", "final_update_id", "prev_final_update_id", 0, "event_time_ms", _DIFF_STREAM)
     explaining = [event for event in events if event["event"] in EXPLAINING_EVENTS]
     return [_explain(gap, explaining) for gap in found]
+
+
+def _breaks(
+    rows: pa.Table,
+    check_name: str,
+    id_column: str,
+    claim_column: str,
+    step: int,
+    time_column: str,
+    streams: re.Pattern[str] | None = None,
+) -> list[Gap]:
+    """Per stream (those ``streams`` finds, else all), rows in ``id_column`` order: a break wherever a row's
+    ``claim_column`` minus ``step`` is not the previous row's ``id_column`` (``a - 1`` = previous ``a``; ``pu`` =
+    previous ``u``). numpy: one stable sort of the ids per stream (the rows are unique per stream and id)."""
+    if rows.num_rows == 0:
+        return []
+    columns = {name: rows.column(name).to_numpy() for name in (id_column, claim_column, time_column, "recv_time_ns")}
+    symbols = rows.column("symbol")
+    found = []
+    for stream in pc.unique(rows.column("stream")).to_pylist():
+        if streams is not None and not streams.search(stream):
+            continue
+        at = np.flatnonzero(pc.equal(rows.column("stream"), stream).to_numpy(zero_copy_only=False))
+        at = at[np.argsort(columns[id_column][at], kind="stable")]
+        previous, current = at[:-1], at[1:]
+        for i in np.flatnonzero(columns[claim_column][current] - step != columns[id_column][previous]):
+            last, this = int(previous[i]), int(current[i])
+            found.append(
+                Gap(
+                    check_name,
+                    symbols[this].as_py(),
+                    stream,
+                    int(columns[id_column][last]),
+                    int(columns[claim_column][this]),
+                    int(columns[time_column][last]),
+                    int(columns[time_column][this]),
+                    int(columns["recv_time_ns"][last]) // 1_000_000,
+                    int(columns["recv_time_ns"][this]) // 1_000_000,
+                )
+            )
+    return found
 
 
 def _explain(gap: Gap, explaining: list[dict[str, Any]]) -> Gap:

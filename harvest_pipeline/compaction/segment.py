@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+import numpy as np
 import pyarrow.parquet as pq
 
 from harvest_pipeline import schema, segments
 from harvest_pipeline.compaction import extract, sidecar
 from harvest_pipeline.compaction.continuity import Gap, find_gaps
+from harvest_pipeline.compaction.kinds import KIND_BY_NAME, KINDS
 from harvest_pipeline.compaction.ledger import Ledger, build_ledger, events_table, quarantine_file_bytes
 from harvest_pipeline.compaction.lines import SegmentLines, split_segment_lines
-from harvest_pipeline.compaction.writer import WrittenFile, stage_partitioned
+from harvest_pipeline.compaction.writer import PartStager, WrittenFile
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.store import Publication
 
-DATA_KINDS = tuple(spec.kind for spec in extract.KINDS)
+DATA_KINDS = tuple(spec.kind for spec in KINDS)
 
 
 @dataclass
@@ -65,18 +66,39 @@ def compact_segment(
     ``SegmentUnreadable`` for permanent whole-segment problems (a missing or unreadable file, a corrupt sidecar, bytes
     that disagree with the sidecar's size, line count or sha256), before anything is written. Other ``OSError`` s are
     transient and safe to retry: every output is replaced atomically and named after the segment.
+
+    Each kind's files are staged (hidden) as soon as its rows are ready, while the next kinds are extracted; the
+    quarantine file is written and all of them are published together at the end: a failure before that point
+    leaves none of this segment's new files visible.
     """
     started = time.perf_counter()
     meta = sidecar.load_meta(sealed)
     data = sidecar.read_data(sealed)
-    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: the digest overlaps extraction
-        digest = hasher.submit(lambda: hashlib.sha256(data).hexdigest())
-        lines = split_segment_lines(data)
-        try:
-            extraction, ledger, gaps = _extract(lines, sealed.name, meta.opened_at_ns)
-        finally:  # checked even when extraction raised: corrupt bytes are the better explanation
-            sidecar.verify(sealed, meta, len(data), lines.table.num_rows, digest.result())
-    files, quarantine_file = _write_all(extraction, ledger, sealed.name, paths, fs)
+    publication = Publication(fs)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib releases the GIL: the digest overlaps extraction
+            digest = hasher.submit(lambda: hashlib.sha256(data).hexdigest())
+            lines = split_segment_lines(data)
+
+            def verify() -> None:
+                sidecar.verify(sealed, meta, len(data), lines.table.num_rows, digest.result())
+
+            with PartStager(sealed.name, paths.parquet, publication, before_first_write=verify) as stager:
+
+                def stage(kind: str, rows: extract.KindRows) -> None:
+                    stager.stage(kind, rows.table, rows.order, schema.RAW_KINDS[kind], KIND_BY_NAME[kind].time_column)
+
+                try:
+                    extraction, ledger, gaps = _extract(lines, sealed.name, meta.opened_at_ns, stage)
+                finally:  # checked even when extraction raised: corrupt bytes are the better explanation
+                    stager.ensure_checked()
+                events = events_table(ledger)  # sorted by date, symbol, time and line
+                stager.stage("events", events, np.arange(events.num_rows), schema.EVENTS, "event_time_ms")
+        files = stager.files()
+        quarantine_file = _write_quarantine(ledger, sealed.name, paths.quarantine, fs)
+        publication.publish()
+    finally:
+        publication.discard()
     return CompactionReport(
         segment=sealed.name,
         lines_read=lines.table.num_rows,
@@ -92,12 +114,14 @@ def compact_segment(
     )
 
 
-def _extract(lines: SegmentLines, segment: str, opened_at_ns: int) -> tuple[extract.Extraction, Ledger, list[Gap]]:
-    """Rows of every kind, the ledger of control and quarantined lines, and the id breaks of one segment."""
+def _extract(
+    lines: SegmentLines, segment: str, opened_at_ns: int, on_rows: Callable[[str, extract.KindRows], None]
+) -> tuple[extract.Extraction, Ledger, list[Gap]]:
+    """Rows of every kind (each handed to ``on_rows`` when ready), the ledger of control and quarantined lines, and
+    the id breaks of one segment."""
     con = extract.connect()
     try:
-        extraction = extract.extract_kinds(con, lines.table, segment)
-        raw = lines.table.column("raw")
+        extraction = extract.extract_kinds(con, lines.table, segment, on_rows)
         invalid = lines.invalid_utf8
         leftover = [
             row
@@ -108,45 +132,11 @@ def _extract(lines: SegmentLines, segment: str, opened_at_ns: int) -> tuple[extr
         ]
         set_aside = [(line, reason) for line, (reason, _) in invalid.items()]
         set_aside += [entry for rows in extraction.kinds.values() for entry in rows.quarantined]
-
-        def raw_of(line: int) -> str:
-            return invalid[line][1] if line in invalid else raw[line - 1].as_py()
-
-        ledger = build_ledger(segment, opened_at_ns, leftover, set_aside, raw_of)
-        return extraction, ledger, find_gaps(con, ledger.events)
+        ledger = build_ledger(segment, opened_at_ns, leftover, set_aside, lines.text)
+        gaps = find_gaps({kind: rows.table for kind, rows in extraction.kinds.items()}, ledger.events)
+        return extraction, ledger, gaps
     finally:
         con.close()
-
-
-def _write_all(
-    extraction: extract.Extraction,
-    ledger: Ledger,
-    segment: str,
-    paths: DataPaths,
-    fs: segments.FileSystem,
-) -> tuple[list[WrittenFile], Path | None]:
-    """Stage every kind (encoded in parallel threads: Parquet encoding releases the GIL), write the quarantine file,
-    then publish the kinds together: a failure before that point leaves none of this segment's new files visible."""
-    jobs: list[tuple[pa.Table, str, pa.Schema, str]] = [
-        (rows.table, kind, schema.RAW_KINDS[kind], extract.KIND_BY_NAME[kind].time_column)
-        for kind, rows in extraction.kinds.items()
-    ]
-    jobs.append((events_table(ledger), "events", schema.EVENTS, "event_time_ms"))
-    publication = Publication(fs)
-
-    def stage(job: tuple[pa.Table, str, pa.Schema, str]) -> list[WrittenFile]:
-        table, kind, kind_schema, time_column = job
-        return stage_partitioned(table, kind, kind_schema, time_column, segment, paths.parquet, publication)
-
-    try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            batches = pool.map(stage, jobs)
-            files = [written for batch in batches for written in batch]
-        quarantine_file = _write_quarantine(ledger, segment, paths.quarantine, fs)
-        publication.publish()
-    finally:
-        publication.discard()
-    return files, quarantine_file
 
 
 def _write_quarantine(ledger: Ledger, segment: str, quarantine_root: Path, fs: segments.FileSystem) -> Path | None:

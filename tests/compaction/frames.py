@@ -101,6 +101,9 @@ class TrafficMix:
     start_ms: int = 1_767_225_600_000
     step_ms: int = 1
     seed: int = 7
+    cuts: tuple[float, float] = (0.45, 0.82)
+    """A uniform roll below the first cut is a bookTicker, below the second an aggTrade, else a depth diff
+    (``(0.0, 1.0)``: aggTrade only)."""
     feeds: dict[str, SymbolFeed] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,14 +117,14 @@ class TrafficMix:
             self._now_ms += self.step_ms
             feed = self.feeds[self._random.choice(self.symbols)]
             roll = self._random.random()
-            if roll < 0.45:
+            if roll < self.cuts[0]:
                 feed.ticker_id += self._random.randint(1, 3)
                 yield (
                     f"{feed.symbol.lower()}@bookTicker",
                     book_ticker(feed.symbol, feed.ticker_id, self._now_ms),
                     self._now_ms,
                 )
-            elif roll < 0.82:
+            elif roll < self.cuts[1]:
                 feed.agg_id += 1
                 yield f"{feed.symbol.lower()}@aggTrade", agg_trade(feed.symbol, feed.agg_id, self._now_ms), self._now_ms
             else:

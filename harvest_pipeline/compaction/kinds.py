@@ -1,0 +1,304 @@
+"""What each raw kind is made of: the JSON paths a line is read by, and each kind's columns as SQL with their checks.
+
+Every key any kind needs has a *slot* (``v1`` ... ``v25``): the text ``json_extract_string`` finds at its exact,
+case-sensitive JSON path (DuckDB's struct auto-detection folds case and would merge Binance's ``e``/``E``,
+``a``/``A``...). Each kind is a projection of those slots with exact conversions: integers must be integers,
+prices and quantities must fit ``DECIMAL(18, 8)`` without rounding, levels must be ``[price, qty]`` pairs. Every
+column also carries the SQL naming its problem (``rules.py``: ids and times in int64 and not negative, times from
+2017 and at most a day after the receive time, positive prices and quantities, a stream the connection subscribed);
+``checked_sql`` gathers all problems of a row in one ``problems`` column. The generic extraction (``extract.py``)
+and the fast path for the exchange's fixed layouts (``fast.py``) both run this SQL, so a row means the same in both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harvest_pipeline import schema
+from harvest_pipeline.compaction import rules
+from harvest_pipeline.store.identity import AGREEING_COLUMNS
+from harvest_pipeline.symbols import SYMBOL_REGEX
+
+_PREFIX_KEYS = ("t", "c", "n", "k", "s")
+_PAYLOAD_KEYS = ("e", "E", "T", "s", "a", "p", "q", "f", "l", "m", "U", "u", "pu", "b", "B", "A")
+_SNAPSHOT_KEYS = ("lastUpdateId", "bids", "asks")
+
+COMBINED_PATHS: tuple[str, ...] = (
+    *(f"$.{key}" for key in _PREFIX_KEYS),
+    *(f"$.f.data.{key}" for key in _PAYLOAD_KEYS),
+    "$.symbol",
+    *(f"$.f.data.{key}" for key in _SNAPSHOT_KEYS),
+)
+"""Paths for a line whose frame is a combined-stream message (``{"stream":..., "data": {...}}``)."""
+
+PLAIN_PATHS: tuple[str, ...] = tuple(path.replace("$.f.data.", "$.f.") for path in COMBINED_PATHS)
+"""The same keys for a raw-stream frame or a REST snapshot body (fields directly under ``f``)."""
+
+COMBINED_MARK = ',"f":{"stream":'
+"""How a combined-stream frame starts inside a record; any other line is read with ``PLAIN_PATHS``. A frame the
+test misclassifies loses its fields and is quarantined with their names, never written wrong."""
+
+
+def slot(plain_path: str) -> str:
+    """The column holding the text at ``plain_path`` (or at its combined-stream twin)."""
+    return f"v{PLAIN_PATHS.index(plain_path) + 1}"
+
+
+def prefix(key: str) -> str:
+    """The slot of a record prefix key (``t``, ``c``, ``n``, ``k``, ``s``)."""
+    return slot(f"$.{key}")
+
+
+def payload(key: str) -> str:
+    """The slot of a frame payload key."""
+    return slot(f"$.f.{key}")
+
+
+SLOTS = tuple(slot(path) for path in PLAIN_PATHS)
+_SLOT_NAME = re.compile(r"\bv[0-9]+\b")
+
+
+def slots_read(sql: str) -> set[str]:
+    """The slots a piece of SQL reads."""
+    return set(_SLOT_NAME.findall(sql))
+
+
+MACROS = (
+    """
+CREATE OR REPLACE TEMP MACRO exact_int(x) AS
+    CASE WHEN NOT contains(x, '.') AND NOT contains(x, 'e') AND NOT contains(x, 'E') THEN TRY_CAST(x AS BIGINT) END;
+CREATE OR REPLACE TEMP MACRO exact_dec(x) AS
+    CASE WHEN TRY_CAST(x AS DECIMAL(18, 8)) = TRY_CAST(x AS DECIMAL(38, 18)) THEN TRY_CAST(x AS DECIMAL(18, 8)) END;
+CREATE OR REPLACE TEMP MACRO json_bool(x) AS CASE x WHEN 'true' THEN true WHEN 'false' THEN false END;
+CREATE OR REPLACE TEMP MACRO json_levels(x) AS
+    CASE WHEN NOT contains(x, 'e') AND NOT contains(x, 'E') AND NOT regexp_matches(x, '[.][0-9]{9}')
+    THEN list_transform(
+        TRY(from_json(x, '[["VARCHAR"]]')),
+        lambda l: {'price': TRY_CAST(l[1] AS DECIMAL(18, 8)),
+                   'qty': CASE WHEN len(l) = 2 THEN TRY_CAST(l[2] AS DECIMAL(18, 8)) END}) END;
+"""
+    + f"CREATE OR REPLACE TEMP MACRO symbol_name(x) AS CASE WHEN regexp_full_match(x, '{SYMBOL_REGEX}') THEN x END;\n"
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column: its SQL over the slots and the SQL naming its problem (NULL when valid).
+
+    A ``derived`` column is computed from other columns of valid rows only (``latency_ms``: on an implausible
+    time the subtraction could overflow).
+    """
+
+    name: str
+    sql: str
+    problem: str | None = None
+    derived: bool = False
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How one raw kind is projected out of the extracted paths."""
+
+    kind: str
+    route: str
+    """SQL condition on a line's record kind and frame that routes it to this kind."""
+    columns: tuple[Column, ...]
+    symbol_sql: str
+    """SQL of the payload symbol (NULL when malformed); ``symbol_text`` is the JSON text it came from."""
+    symbol_text: str
+    time_column: str
+    """Event-time column that decides the UTC date partition and the sort order."""
+    id_column: str
+    """Exchange id that identifies a duplicate (per stream)."""
+    keep_first: str = "line"
+    """Order among duplicates: the first row by it is kept."""
+    agreeing_columns: tuple[str, ...] = ()
+    """Columns a ``rest`` row must share with the ``ws`` row of the same id; a REST row that differs is quarantined
+    (the exchange would have changed history), not silently dropped as a duplicate."""
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """Columns computed from the slots (all but the derived ones)."""
+        return tuple(column.name for column in self.columns if not column.derived)
+
+
+def _provenance() -> tuple[Column, ...]:
+    t = prefix("t")
+    recv_problem = rules.int_problem_sql("recv_time_ns", t, "t", min_value=rules.MIN_TIME_NS)
+    return (
+        Column("recv_time_ns", f"exact_int({t})", recv_problem),
+        Column("conn_id", prefix("c"), rules.present_problem_sql(prefix("c"), "c")),
+        Column("segment", "$segment"),
+        Column("line", "line"),
+    )
+
+
+def _id(name: str, key: str, text: str | None = None) -> Column:
+    text = text or payload(key)
+    return Column(name, f"exact_int({text})", rules.int_problem_sql(name, text, key))
+
+
+def _time(name: str, key: str, text: str | None = None) -> Column:
+    text = text or payload(key)
+    problem = rules.int_problem_sql(name, text, key, min_value=rules.MIN_TIME_MS, recv_ns="recv_time_ns")
+    return Column(name, f"exact_int({text})", problem)
+
+
+def _dec(name: str, key: str) -> Column:
+    return Column(name, f"exact_dec({payload(key)})", rules.decimal_problem_sql(name, payload(key), key))
+
+
+def _levels(name: str, text: str, key: str, *, zero_qty: bool) -> Column:
+    return Column(name, f"json_levels({text})", rules.levels_problem_sql(name, text, key, zero_qty=zero_qty))
+
+
+_LATENCY = Column("latency_ms", "recv_time_ns // 1000000 - event_time_ms", derived=True)
+_IS_FRAME = f"{prefix('k')} = 'frame' AND {payload('e')} = "
+_PAYLOAD_SYMBOL_SQL = f"symbol_name({payload('s')})"
+_IS_REST_TRADE = f"{prefix('k')} = 'rest_trade'"
+_TRADE_SYMBOL = f"coalesce({payload('s')}, {slot('$.symbol')})"
+"""A REST trade carries no ``s``: the collector writes its symbol beside it."""
+
+KINDS: tuple[KindSpec, ...] = (
+    KindSpec(
+        kind="prices",
+        route=f"({_IS_FRAME}'aggTrade' OR {_IS_REST_TRADE})",
+        columns=(
+            _time("event_time_ms", "E", f"CASE WHEN {_IS_REST_TRADE} THEN {payload('T')} ELSE {payload('E')} END"),
+            _time("trade_time_ms", "T"),
+            _id("agg_trade_id", "a"),
+            _id("first_trade_id", "f"),
+            _id("last_trade_id", "l"),
+            _dec("price", "p"),
+            _dec("qty", "q"),
+            Column(
+                "is_buyer_maker",
+                f"json_bool({payload('m')})",
+                rules.bool_problem_sql("is_buyer_maker", payload("m"), "m"),
+            ),
+            _LATENCY,
+            Column("source", f"CASE WHEN {_IS_REST_TRADE} THEN 'rest' ELSE 'ws' END"),
+            *_provenance(),
+        ),
+        symbol_sql=f"symbol_name({_TRADE_SYMBOL})",
+        symbol_text=_TRADE_SYMBOL,
+        time_column="trade_time_ms",
+        id_column="agg_trade_id",
+        keep_first="source = 'rest', line",
+        agreeing_columns=AGREEING_COLUMNS["prices"],
+    ),
+    KindSpec(
+        kind="orderbook",
+        route=_IS_FRAME + "'depthUpdate'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _time("transaction_time_ms", "T"),
+            _id("first_update_id", "U"),
+            _id("final_update_id", "u"),
+            _id("prev_final_update_id", "pu"),
+            _levels("bids", payload("b"), "b", zero_qty=True),
+            _levels("asks", payload("a"), "a", zero_qty=True),
+            _LATENCY,
+            *_provenance(),
+        ),
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=payload("s"),
+        time_column="event_time_ms",
+        id_column="final_update_id",
+    ),
+    KindSpec(
+        kind="bookticker",
+        route=_IS_FRAME + "'bookTicker'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _time("transaction_time_ms", "T"),
+            _id("update_id", "u"),
+            _dec("bid_price", "b"),
+            _dec("bid_qty", "B"),
+            _dec("ask_price", "a"),
+            _dec("ask_qty", "A"),
+            _LATENCY,
+            *_provenance(),
+        ),
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=payload("s"),
+        time_column="event_time_ms",
+        id_column="update_id",
+    ),
+    KindSpec(
+        kind="depth_snapshot",
+        route=f"{prefix('k')} = 'snapshot'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _time("transaction_time_ms", "T"),
+            _id("last_update_id", "lastUpdateId", slot("$.f.lastUpdateId")),
+            _levels("bids", slot("$.f.bids"), "bids", zero_qty=False),
+            _levels("asks", slot("$.f.asks"), "asks", zero_qty=False),
+            *_provenance(),
+        ),
+        symbol_sql=f"symbol_name({slot('$.symbol')})",
+        symbol_text=slot("$.symbol"),
+        time_column="event_time_ms",
+        id_column="last_update_id",
+    ),
+)
+KIND_BY_NAME = {spec.kind: spec for spec in KINDS}
+
+NAMES = {spec.kind: tuple(column.name for column in spec.columns) for spec in KINDS}
+for _kind, _names in NAMES.items():
+    assert list(_names) == schema.RAW_KINDS[_kind].names, _kind
+
+_RECORD_CHECKS = (rules.int_problem_sql(f"exact_int({prefix('n')})", prefix("n"), "n"),)
+"""Problems of the record prefix that no output column carries (the sequence number ``n``)."""
+
+
+def _values_and_problems(spec: KindSpec, subscriptions: dict[str, set[str]]) -> tuple[str, str]:
+    values = ", ".join(f"{column.sql} AS {column.name}" for column in spec.columns if not column.derived)
+    problems = ", ".join(
+        [
+            *(column.problem for column in spec.columns if column.problem),
+            *_RECORD_CHECKS,
+            rules.present_problem_sql("stream", "s (stream)"),
+            rules.symbol_problem_sql("symbol", spec.symbol_text, "stream"),
+            rules.unsubscribed_problem_sql(prefix("c"), "stream", subscriptions),
+        ]
+    )
+    return f"{values}, {spec.symbol_sql} AS symbol, {prefix('s')} AS stream", problems
+
+
+def checked_sql(
+    spec: KindSpec,
+    source: str,
+    slots: tuple[str, ...],
+    subscriptions: dict[str, set[str]],
+    keep: tuple[str, ...] = (),
+) -> str:
+    """SQL of the rows of ``spec`` over ``source`` (``line``, ``slots`` and the columns to ``keep``): the stored
+    columns, ``symbol``, ``stream``, ``problems`` (every problem of the row joined with ``; ``, empty when the row is
+    valid) and ``keep``. ``subscriptions``: connection id -> the streams its connect record lists
+    (``rules.unsubscribed_problem_sql``)."""
+    values, problems = _values_and_problems(spec, subscriptions)
+    kept = "".join(f", {column}" for column in keep)
+    return f"""
+        SELECT {", ".join(spec.stored)}, symbol, stream, concat_ws('; ', {problems}) AS problems{kept}
+        FROM (SELECT {", ".join(slots)}{kept}, {values} FROM {source})
+        """
+
+
+def slots_of(spec: KindSpec) -> set[str]:
+    """Every slot ``checked_sql`` reads for ``spec`` (with a subscription, so the subscription check counts too)."""
+    return slots_read(" ".join(_values_and_problems(spec, {"conn": {"stream"}})))
+
+
+def output_sql(spec: KindSpec, valid: str = "true") -> str:
+    """The SELECT list of a kind's rows as written, over rows of ``checked_sql``: the schema columns (derived ones
+    computed here), ``date`` (UTC event date), ``symbol`` and ``stream``. Derived columns and the date are computed
+    only where the SQL ``valid`` holds (on an implausible time they could overflow), else NULL."""
+    derived = {column.name: column.sql for column in spec.columns if column.derived}
+    date = f"strftime(CAST(epoch_ms({spec.time_column}) AS DATE), '%Y-%m-%d')"
+    columns = [
+        f"CASE WHEN {valid} THEN {derived[name]} END AS {name}" if name in derived else name
+        for name in NAMES[spec.kind]
+    ]
+    return ", ".join([*columns, f"CASE WHEN {valid} THEN {date} END AS date", "symbol", "stream"])
