@@ -13,6 +13,7 @@ Why DuckDB rather than orjson in Python: on the same 1,000,000-line segment Duck
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ _NO_ROWS = {
     for kind in (spec.kind for spec in KINDS)
 }
 """The rows of a kind no line of a segment has."""
+_NESTED_KINDS = ("orderbook", "depth_snapshot")
+"""Kinds with level lists: their Parquet files take longest to write, so they are handed to the writers first."""
 
 
 @dataclass
@@ -80,63 +83,88 @@ def extract_kinds(
     segment: str,
     on_rows: Callable[[str, KindRows], None] | None = None,
 ) -> Extraction:
-    """Parse every line of ``lines`` (``line``, ``raw``) and split it into the raw kinds; ``on_rows(kind, rows)``
-    gets each kind's rows as soon as they are ready."""
+    """Parse every line of ``lines`` (``line``, ``raw``) and split it into the raw kinds.
+
+    ``on_rows(kind, rows)`` gets each kind's rows as soon as they are ready, so its files are written while the next
+    kinds are read: a kind with a fast path right after its own lines are read (the kinds with level lists, whose
+    files take longest, first). A line some fast path turned down gets its generic reading only after all of them;
+    in the rare segment where that reading is a row of a kind already handed over (a REST trade, a frame whose
+    stream name belongs to another kind), that kind's rows are handed over again, complete, and replace the first.
+    """
     lines = fast.guess_kinds(con, lines)
     con.register("segment_lines", lines)
     subscriptions = _subscriptions(con)
-    accepted, rejected = _read_fast_rows(con, lines, segment, subscriptions)
-    con.register("rejected_lines", rejected)
-    routes = _extract_records(con)
-    con.unregister("rejected_lines")
-    con.unregister("segment_lines")
-    kinds = {}
-    for spec in KINDS:
-        if spec.kind in routes or spec.kind in accepted:
-            kinds[spec.kind] = _extract_kind(con, spec, segment, subscriptions, accepted.get(spec.kind))
+    _read_records(con, f"{fast.GUESS_COLUMN} IS NULL", create=True)
+
+    def hand_over(spec: KindSpec, accepted: pa.Table | None) -> None:
+        if accepted is not None or spec.kind in _route_counts(con):
+            kinds[spec.kind] = _extract_kind(con, spec, segment, subscriptions, accepted)
         else:
             kinds[spec.kind] = KindRows(_NO_ROWS[spec.kind], np.arange(0), 0, [])
         if on_rows is not None:
             on_rows(spec.kind, kinds[spec.kind])
+
+    kinds: dict[str, KindRows] = {}
+    guessed = set(pc.unique(lines.column(fast.GUESS_COLUMN)).drop_null().to_pylist())
+    accepted: dict[str, pa.Table] = {}
+    rejected = [pa.table({"line": pa.array([], pa.int64())})]
+    for spec in sorted(fast.FAST_KINDS, key=lambda spec: spec.kind not in _NESTED_KINDS):
+        if spec.kind in guessed:
+            rows, turned_down = _read_fast_rows(con, spec, lines, segment, subscriptions)
+            rejected.append(turned_down)
+            if rows.num_rows:
+                accepted[spec.kind] = rows
+        hand_over(spec, accepted.get(spec.kind))
+    rejected_lines = pa.concat_tables(rejected)
+    if rejected_lines.num_rows:
+        before = _route_counts(con)
+        con.register("rejected_lines", rejected_lines)
+        _read_records(con, "line IN (SELECT line FROM rejected_lines)", create=False)
+        con.unregister("rejected_lines")
+        after = _route_counts(con)
+        for spec in fast.FAST_KINDS:
+            if after[spec.kind] > before[spec.kind]:
+                hand_over(spec, accepted.get(spec.kind))
+    con.unregister("segment_lines")
+    for spec in KINDS:
+        if spec.kind not in kinds:
+            hand_over(spec, None)
     leftover = con.sql(
         f"""
         SELECT line, {prefix("k")} AS record_kind, {payload("e")} AS event
         FROM records WHERE route IS NULL ORDER BY line
         """
     ).to_arrow_table()
-    return Extraction(kinds, leftover)
+    return Extraction({spec.kind: kinds[spec.kind] for spec in KINDS}, leftover)
 
 
 def _read_fast_rows(
-    con: duckdb.DuckDBPyConnection, lines: pa.Table, segment: str, subscriptions: dict[str, set[str]]
-) -> tuple[dict[str, pa.Table], pa.Table]:
-    """The rows the fast path accepted, per kind it found any for, and the ``line`` of every other line it read."""
-    guessed = set(pc.unique(lines.column(fast.GUESS_COLUMN)).drop_null().to_pylist())
-    accepted = {}
-    rejected = [pa.table({"line": pa.array([], pa.int64())})]
-    for spec in fast.FAST_KINDS:
-        if spec.kind not in guessed:
-            continue
-        rows = fast.read_rows(con, spec, segment, subscriptions)
-        counted = pc.fill_null(rows.column(fast.ACCEPTED), False)
-        if not pc.all(counted).as_py():
-            rejected.append(rows.filter(pc.invert(counted)).select(["line"]))
-            rows = rows.filter(counted)
-        if rows.num_rows:
-            accepted[spec.kind] = rows.drop_columns([fast.ACCEPTED])
-    return accepted, pa.concat_tables(rejected)
+    con: duckdb.DuckDBPyConnection,
+    spec: KindSpec,
+    lines: pa.Table,
+    segment: str,
+    subscriptions: dict[str, set[str]],
+) -> tuple[pa.Table, pa.Table]:
+    """The rows of ``spec`` the fast path accepted, and the ``line`` of every other line it read."""
+    rows = fast.read_rows(con, spec, segment, subscriptions, lines)
+    counted = pc.fill_null(rows.column(fast.ACCEPTED), False)
+    turned_down = rows.filter(pc.invert(counted)).select(["line"])
+    if turned_down.num_rows:
+        rows = rows.filter(counted)
+    return rows.drop_columns([fast.ACCEPTED]), turned_down
 
 
 def _subscriptions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     """Connection id -> the streams its ``connect`` records in this segment list (connections without one, or
     whose records list no streams, are absent: their frames cannot be judged here). Only lines that can be connect
-    records are parsed: a ``k`` that reads ``connect`` is written so, or spelt with escapes (a backslash)."""
+    records are parsed (``fast.CONNECT_COLUMN``): a ``k`` that reads ``connect`` is written so, or spelt with
+    escapes (a backslash)."""
     found: dict[str, set[str]] = {}
     rows = con.sql(
-        """
+        f"""
         SELECT v[2], TRY(from_json(json_extract(raw, '$.streams'), '["VARCHAR"]'))
         FROM (SELECT raw, TRY(json_extract_string(raw, ['$.k', '$.c'])) AS v
-              FROM segment_lines WHERE contains(raw, 'connect') OR contains(raw, '\\'))
+              FROM segment_lines WHERE {fast.CONNECT_COLUMN})
         WHERE v[1] = 'connect' AND v[2] IS NOT NULL
         """
     ).fetchall()
@@ -146,17 +174,17 @@ def _subscriptions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return found
 
 
-def _extract_records(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Table ``records``: every slot and the route of each line the generic path reads (lines no fast path read,
-    and ``rejected_lines``, whose rows did not count there and get their exact reasons here). Returns the kinds
-    routed to."""
+def _read_records(con: duckdb.DuckDBPyConnection, where: str, *, create: bool) -> None:
+    """Table ``records``: every slot and the route of each line the generic path reads, the lines of
+    ``segment_lines`` matching ``where`` (first the lines no fast path reads, then those whose rows did not count
+    there and get their exact reasons here), created or added to."""
     combined = ", ".join(f"'{path}'" for path in COMBINED_PATHS)
     plain = ", ".join(f"'{path}'" for path in PLAIN_PATHS)
     routes = " ".join(f"WHEN {spec.route} THEN '{spec.kind}'" for spec in KINDS)
     slot_columns = ", ".join(f"v[{i}] AS {name}" for i, name in enumerate(SLOTS, start=1))
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE records AS
+        {"CREATE OR REPLACE TEMP TABLE records AS" if create else "INSERT INTO records"}
         SELECT line, {", ".join(SLOTS)}, CASE WHEN v IS NULL THEN NULL {routes} END AS route
         FROM (
             SELECT *, {slot_columns}
@@ -164,12 +192,18 @@ def _extract_records(con: duckdb.DuckDBPyConnection) -> set[str]:
                 SELECT line, TRY(CASE WHEN contains(raw, '{COMBINED_MARK}') THEN json_extract_string(raw, [{combined}])
                                       ELSE json_extract_string(raw, [{plain}]) END) AS v
                 FROM segment_lines
-                WHERE {fast.GUESS_COLUMN} IS NULL OR line IN (SELECT line FROM rejected_lines)
+                WHERE {where}
             )
         )
         """
     )
-    return {route for (route,) in con.sql("SELECT DISTINCT route FROM records WHERE route IS NOT NULL").fetchall()}
+
+
+def _route_counts(con: duckdb.DuckDBPyConnection) -> Counter[str]:
+    """Lines of ``records`` per kind they are routed to."""
+    return Counter(
+        dict(con.sql("SELECT route, count(*) FROM records WHERE route IS NOT NULL GROUP BY route").fetchall())
+    )
 
 
 def _extract_kind(

@@ -13,6 +13,7 @@ and the fast path for the exchange's fixed layouts (``fast.py``) both run this S
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harvest_pipeline import schema
@@ -83,6 +84,19 @@ CREATE OR REPLACE TEMP MACRO json_levels(x) AS
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """How a column is an exact conversion of JSON text, so that a reader that converts the text itself (the compiled
+    scanner, ``framescan.py``) can put its typed values in place of ``slots``: the column is ``convert`` (``int``:
+    ``exact_int``, ``dec``: ``exact_dec``) of ``text``, an expression that selects one of ``slots``, and
+    ``problem(value, text)`` is its problem SQL over the value column and that text."""
+
+    convert: str
+    text: str
+    slots: tuple[str, ...]
+    problem: Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
 class Column:
     """One output column: its SQL over the slots and the SQL naming its problem (NULL when valid).
 
@@ -94,6 +108,7 @@ class Column:
     sql: str
     problem: str | None = None
     derived: bool = False
+    conversion: Conversion | None = None
 
 
 @dataclass(frozen=True)
@@ -123,11 +138,21 @@ class KindSpec:
         return tuple(column.name for column in self.columns if not column.derived)
 
 
+def _converted(
+    name: str, convert: str, text: str, slots: tuple[str, ...], problem: Callable[[str, str], str]
+) -> Column:
+    """The column ``convert`` of ``text`` (``int``: ``exact_int``, ``dec``: ``exact_dec``), ``text`` selecting one of
+    ``slots``; ``problem(value, text)`` names its problem."""
+    sql = f"exact_{convert}({text})"
+    return Column(name, sql, problem(name, text), conversion=Conversion(convert, text, slots, problem))
+
+
 def _provenance() -> tuple[Column, ...]:
     t = prefix("t")
-    recv_problem = rules.int_problem_sql("recv_time_ns", t, "t", min_value=rules.MIN_TIME_NS)
     return (
-        Column("recv_time_ns", f"exact_int({t})", recv_problem),
+        _converted(
+            "recv_time_ns", "int", t, (t,), lambda v, x: rules.int_problem_sql(v, x, "t", min_value=rules.MIN_TIME_NS)
+        ),
         Column("conn_id", prefix("c"), rules.present_problem_sql(prefix("c"), "c")),
         Column("segment", "$segment"),
         Column("line", "line"),
@@ -136,17 +161,21 @@ def _provenance() -> tuple[Column, ...]:
 
 def _id(name: str, key: str, text: str | None = None) -> Column:
     text = text or payload(key)
-    return Column(name, f"exact_int({text})", rules.int_problem_sql(name, text, key))
+    return _converted(name, "int", text, (text,), lambda v, x: rules.int_problem_sql(v, x, key))
 
 
-def _time(name: str, key: str, text: str | None = None) -> Column:
+def _time(name: str, key: str, text: str | None = None, slots: tuple[str, ...] | None = None) -> Column:
     text = text or payload(key)
-    problem = rules.int_problem_sql(name, text, key, min_value=rules.MIN_TIME_MS, recv_ns="recv_time_ns")
-    return Column(name, f"exact_int({text})", problem)
+
+    def problem(value: str, text: str) -> str:
+        return rules.int_problem_sql(value, text, key, min_value=rules.MIN_TIME_MS, recv_ns="recv_time_ns")
+
+    return _converted(name, "int", text, slots or (text,), problem)
 
 
 def _dec(name: str, key: str) -> Column:
-    return Column(name, f"exact_dec({payload(key)})", rules.decimal_problem_sql(name, payload(key), key))
+    text = payload(key)
+    return _converted(name, "dec", text, (text,), lambda v, x: rules.decimal_problem_sql(v, x, key))
 
 
 def _levels(name: str, text: str, key: str, *, zero_qty: bool) -> Column:
@@ -165,7 +194,12 @@ KINDS: tuple[KindSpec, ...] = (
         kind="prices",
         route=f"({_IS_FRAME}'aggTrade' OR {_IS_REST_TRADE})",
         columns=(
-            _time("event_time_ms", "E", f"CASE WHEN {_IS_REST_TRADE} THEN {payload('T')} ELSE {payload('E')} END"),
+            _time(
+                "event_time_ms",
+                "E",
+                f"CASE WHEN {_IS_REST_TRADE} THEN {payload('T')} ELSE {payload('E')} END",
+                (payload("T"), payload("E")),
+            ),
             _time("trade_time_ms", "T"),
             _id("agg_trade_id", "a"),
             _id("first_trade_id", "f"),

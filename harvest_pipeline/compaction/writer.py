@@ -64,7 +64,8 @@ class PartStager:
     """Stages the part files of one segment in threads, each kind as soon as its rows are ready.
 
     ``before_first_write`` runs once, before any file is written (compaction verifies the segment's bytes there).
-    Leaving the ``with`` block waits for every file; ``files`` then lists them in the order they were staged.
+    Staging a kind again replaces what was staged for it. Leaving the ``with`` block waits for every file; ``files``
+    then lists them in the order they were staged.
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class PartStager:
         self._publication = publication
         self._before_first_write: Callable[[], None] | None = before_first_write
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-        self._staged: list[Future[WrittenFile]] = []
+        self._staged: dict[str, list[Future[WrittenFile]]] = {}
 
     def __enter__(self) -> PartStager:
         return self
@@ -93,12 +94,15 @@ class PartStager:
         """Start writing ``table`` (``schema`` columns plus ``date`` and ``symbol``), one file per date and symbol,
         its rows in ``order`` (the threads pick each file's rows, so the main thread never copies them)."""
         self.ensure_checked()
-        for part in partitions(table, order, kind):
-            self._staged.append(self._pool.submit(self._stage_one, part, schema, time_column))
+        for earlier in self._staged.pop(kind, []):
+            self._publication.withdraw(earlier.result().path)
+        self._staged[kind] = [
+            self._pool.submit(self._stage_one, part, schema, time_column) for part in partitions(table, order, kind)
+        ]
 
     def files(self) -> list[WrittenFile]:
         """Every staged file (raises the first error of a write)."""
-        return [staged.result() for staged in self._staged]
+        return [staged.result() for kind_files in self._staged.values() for staged in kind_files]
 
     def _stage_one(self, part: Partition, schema: pa.Schema, time_column: str) -> WrittenFile:
         target = kind_dir(self._parquet_root, part.date, part.symbol, part.kind) / part_name(self._segment)

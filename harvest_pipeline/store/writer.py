@@ -61,6 +61,13 @@ class Publication:
         self._staged.append((tmp, target))
         return tmp.stat().st_size
 
+    def withdraw(self, target: Path) -> None:
+        """Drop what was staged for ``target`` (its rows are about to be staged again, complete)."""
+        for tmp, staged_for in self._staged:
+            if staged_for == target:
+                tmp.unlink(missing_ok=True)
+        self._staged = [(tmp, staged_for) for tmp, staged_for in self._staged if staged_for != target]
+
     def publish(self) -> None:
         """Place every staged file (``consolidation.place_part``: renamed, or merged into a day file that already
         holds its segment), then fsync the folders."""

@@ -1,21 +1,24 @@
-"""The fast path changes nothing: the same segment compacted with it and with the generic path forced gives the same
-bytes in every Parquet file and in the quarantine file, and the same report and reconciliation.
+"""The fast roads change nothing: the same segment compacted three ways (the compiled scanner with the fast path, the
+fast path's DuckDB JSON paths alone, the generic path forced) gives the same bytes in every Parquet file and in the
+quarantine file, and the same report and reconciliation.
 
 Segments: realistic traffic (mixed frames, connect/gap/disconnect records, a REST snapshot, REST trades that repeat,
 differ from or fill websocket trades, frames repeated by an overlapping connection), and a hostile one (every poison
 value of test_quarantine_rules.py plus wrong-case keys, 9th decimals, huge ids, exponents, quoted numbers, escapes,
 whitespace, duplicate keys, a raw-stream frame, unsubscribed streams, a connect record spelt with an escape, JSON
-that breaks after a perfect prefix, lines that are no record), once more with a line that is not UTF-8 (which sends
-the whole segment down the slow line split).
+that breaks after a perfect prefix, lines that are no record, and values on both sides of every limit of the
+scanner), once more with a line that is not UTF-8 (which sends the whole segment down the slow line split), and a
+segment of realistic lines mutated at random (seeded): every line the scanner accepts must mean what the SQL reads.
 """
 
+import random
 from pathlib import Path
 
 import orjson
 import pytest
 
 from harvest_pipeline import segments
-from harvest_pipeline.compaction import compact_segment, extract, fast, reconcile
+from harvest_pipeline.compaction import compact_segment, extract, fast, framescan, reconcile
 from harvest_pipeline.compaction.lines import read_segment_lines
 from harvest_pipeline.paths import DataPaths
 from tests.compaction.frames import MS, SegmentBuilder, TrafficMix, agg_trade, book_ticker, depth_update, snapshot_body
@@ -96,9 +99,17 @@ def hostile_segment(root: Path, invalid_utf8: bool = False) -> segments.SealedSe
         ("xrpusdt@depth@100ms", depth_update("XRPUSDT", 7_026, 7_026, 7_025, t)),  # unsubscribed
         (trade, agg_trade("BTCUSDT", 7_027, t)[:-3] + b',"x":[1,2}}'),  # breaks after a perfect prefix
         (trade, agg_trade("BTCUSDT", 7_028, t)[:-1] + b',"nq":"1"}'),  # an unknown key
+        *scanner_limits(trade, ticker, depth, t),
     ]
     for stream, frame in frames:
         b.frame(stream, frame, t + 3)
+    recv = b'"t":%d,"c":"c1","n":1,"k":"frame","s":"%b"' % ((t + 3) * MS, trade.encode())
+    b.raw_line(b'{"f":%b,%b}' % (agg_trade("BTCUSDT", 9_001, t), recv), t)  # the frame first: no combined mark
+    moved = b'{"data":%b,"stream":"%b"}' % (
+        orjson.dumps(orjson.loads(agg_trade("BTCUSDT", 9_002, t))["data"]),
+        trade.encode(),
+    )
+    b.raw_line(b'{%b,"f":%b}' % (recv, moved), t)  # "stream" after "data": no combined mark either
     if invalid_utf8:
         prefix = b'{"t":%d,"c":"c1","n":1,"k":"frame","s":"%b",' % ((t + 3) * MS, trade.encode())
         b.raw_line(prefix + b'"f":{"stream":"x","data":{"e":"aggTrade","s":"\xff"}}}', t)
@@ -117,11 +128,108 @@ def hostile_segment(root: Path, invalid_utf8: bool = False) -> segments.SealedSe
     return b.seal()
 
 
-def compact_both_ways(sealed: segments.SealedSegment, root: Path, monkeypatch) -> dict[str, dict]:
-    """Compact ``sealed`` with the fast path and with the generic path forced; what each wrote and reported."""
+def scanner_limits(trade: str, ticker: str, depth: str, t: int) -> list[tuple[str, bytes]]:
+    """Frames on both sides of each limit of the compiled scanner (``_framescan.c``): what it accepts must be read as
+    the SQL reads it, what it rejects goes to the SQL."""
+    ids = iter(range(8_000, 9_000))
+
+    def aggregate(**fields: object) -> tuple[str, bytes]:
+        return trade, with_data(agg_trade("BTCUSDT", next(ids), t), **fields)
+
+    def ticker_frame(**fields: object) -> tuple[str, bytes]:
+        return ticker, with_data(book_ticker("BTCUSDT", next(ids), t), **fields)
+
+    def diff(**fields: object) -> tuple[str, bytes]:
+        first = next(ids)
+        return depth, with_data(depth_update("BTCUSDT", first, first, first - 1, t), **fields)
+
+    plain = agg_trade("BTCUSDT", next(ids), t)
+    return [
+        aggregate(a=Literal("9223372036854775807")),  # int64's largest: 19 digits
+        aggregate(a=Literal("9223372036854775808")),  # one more
+        aggregate(a=Literal("-9223372036854775808")),  # int64's smallest: negative
+        aggregate(a=Literal("-0")),
+        aggregate(a=Literal("-5")),
+        aggregate(a=Literal("0")),
+        aggregate(E=str(t)),  # a time as a string
+        aggregate(p="0"),
+        aggregate(p="0.0"),
+        aggregate(p="00.5"),
+        aggregate(p=".5"),
+        aggregate(p="5."),
+        aggregate(p="+5"),
+        aggregate(p=" 5"),
+        aggregate(p="9999999999.99999999"),  # DECIMAL(18, 8)'s largest
+        aggregate(p="10000000000"),
+        aggregate(q="0.00000001"),
+        aggregate(m="false"),
+        aggregate(m=Literal("1")),
+        aggregate(s=""),
+        (trade, plain.replace(b'"s":"BTCUSDT"', b'"s":"BTC\\u0055SDT"')),  # an escape in a value
+        aggregate(x=Literal("1.5e-3")),  # unknown keys: numbers, null, a list, an object
+        aggregate(x=Literal("null")),
+        aggregate(x=[1]),
+        aggregate(x={"y": 1}),
+        (trade, plain.replace(b'"data":', b'"data":{},"data":')),  # two data objects
+        (trade, plain.replace(b'"data":', b'"x":"\\u007f","data":')),  # an escape in an unknown key's value
+        (trade, plain.replace(b'"s":"BTCUSDT"', '"s":"BTCUSDT\u00e9"'.encode())),  # non-ASCII
+        (trade, plain.replace(b'"s":"BTCUSDT"', b'"s":"BTC\tUSDT"')),  # a raw tab inside a string
+        (trade, plain.replace(b'"s":"BTCUSDT"', b'"s":"BTC\x7fUSDT"')),  # DEL
+        ticker_frame(b="0"),
+        ticker_frame(b="97000.123456780"),
+        ticker_frame(a=Literal("97000")),
+        ticker_frame(u=Literal("18446744073709551615")),  # uint64's largest
+        diff(b=[], a=[]),
+        diff(b=[["97000.1", "0"]]),
+        diff(b=[["0", "1"]]),
+        diff(b=[["0.00000001", "0.00000000"]]),
+        diff(b=[["9999999999.99999999", "1"]]),
+        diff(b=[["10000000000", "1"]]),
+        diff(b=[["97000.1", "1"], ["97000.1", "2"]]),  # the same price twice: as sent
+        diff(b=[["97000.1", "1"]], x=[["1", "2"]]),
+        diff(b="97000.1"),
+        diff(a=[["97000.1"]]),
+        diff(a=[["97000.1", "1", "2"]]),
+        diff(a=[[]]),
+        diff(a=[["97000.1", None]]),
+        (
+            depth,
+            with_data(depth_update("BTCUSDT", 8_900, 8_900, 8_899, t), b=[["1", "1"]]).replace(b'"a":', b'"b":[],"a":'),
+        ),
+    ]
+
+
+def mutated_segment(root: Path) -> segments.SealedSegment:
+    """Realistic frames, half of them with random edits (seeded) of their bytes: inserted, deleted or replaced
+    characters drawn from JSON's own, so that many edits still parse."""
+    rng = random.Random(20261129)
+    alphabet = b'{}[]",:0123456789.-eE+ tfnulasbBAqpmTUuP\\x'
+    builder = SegmentBuilder(root).control("connect", MIDNIGHT_MS, url="ws://x", route="public", streams=STREAMS)
+    for stream, raw, event_ms in TrafficMix(start_ms=MIDNIGHT_MS + 10).frames(3000):
+        line = bytearray(segments.encode_frame((event_ms + 4) * MS, "c1", 1, stream, raw).data.rstrip(b"\n"))
+        for _ in range(rng.choice((0, 0, 0, 1, 1, 2))):
+            at = rng.randrange(len(line))
+            edit = rng.random()
+            if edit < 0.4:
+                line[at : at + 1] = bytes([rng.choice(alphabet)])
+            elif edit < 0.7:
+                del line[at]
+            else:
+                line.insert(at, rng.choice(alphabet))
+        builder.raw_line(bytes(line), event_ms)
+    return builder.seal()
+
+
+ROADS = {"scanner": (True, True), "fast": (True, False), "generic": (False, False)}
+"""Road -> (fast.ENABLED, framescan.ENABLED)."""
+
+
+def compact_every_way(sealed: segments.SealedSegment, root: Path, monkeypatch) -> dict[str, dict]:
+    """Compact ``sealed`` on every road; what each wrote and reported."""
     outcome = {}
-    for mode in ("fast", "generic"):
-        monkeypatch.setattr(fast, "ENABLED", mode == "fast")
+    for mode, (fast_path, scanner) in ROADS.items():
+        monkeypatch.setattr(fast, "ENABLED", fast_path)
+        monkeypatch.setattr(framescan, "ENABLED", scanner)
         paths = DataPaths.from_root(root / mode)
         report = compact_segment(sealed, paths)
         files = {
@@ -139,12 +247,17 @@ def hostile_segment_not_utf8(root: Path) -> segments.SealedSegment:
     return hostile_segment(root, invalid_utf8=True)
 
 
+def test_the_scanner_is_built():
+    """``pip install -e .`` compiles it (a machine without a compiler runs the other roads, only slower)."""
+    assert framescan.AVAILABLE
+
+
 @pytest.mark.parametrize(
     "build",
-    [realistic_segment, hostile_segment, hostile_segment_not_utf8],
-    ids=["realistic", "hostile", "hostile-not-utf8"],
+    [realistic_segment, hostile_segment, hostile_segment_not_utf8, mutated_segment],
+    ids=["realistic", "hostile", "hostile-not-utf8", "mutated"],
 )
-def test_the_fast_path_writes_byte_identical_files_to_the_generic_path(tmp_path, monkeypatch, build):
+def test_every_road_writes_byte_identical_files(tmp_path, monkeypatch, build):
     sealed = build(tmp_path / "input")
     lines = read_segment_lines(sealed.path).table
     con = extract.connect()
@@ -152,12 +265,15 @@ def test_the_fast_path_writes_byte_identical_files_to_the_generic_path(tmp_path,
     [(generic_lines,)] = con.sql("SELECT count(*) FROM records").fetchall()  # the lines the generic path read
     assert generic_lines < lines.num_rows / 2, "most lines take the fast path (else this test proves little)"
 
-    outcome = compact_both_ways(sealed, tmp_path / "output", monkeypatch)
+    outcome = compact_every_way(sealed, tmp_path / "output", monkeypatch)
 
-    fast_files, generic_files = outcome["fast"]["files"], outcome["generic"]["files"]
-    assert sorted(fast_files) == sorted(generic_files)
-    assert any("kind=prices" in name for name in fast_files) and any("quarantine" in name for name in fast_files)
-    for name, data in fast_files.items():
-        assert data == generic_files[name], name
-    assert outcome["fast"]["reconciliation"] == outcome["generic"]["reconciliation"]
-    assert outcome["fast"]["gaps"] == outcome["generic"]["gaps"]
+    generic = outcome["generic"]
+    assert any("kind=prices" in name for name in generic["files"]) and any(
+        "quarantine" in name for name in generic["files"]
+    )
+    for road in ("scanner", "fast"):
+        assert sorted(outcome[road]["files"]) == sorted(generic["files"]), road
+        for name, data in outcome[road]["files"].items():
+            assert data == generic["files"][name], (road, name)
+        assert outcome[road]["reconciliation"] == generic["reconciliation"], road
+        assert outcome[road]["gaps"] == generic["gaps"], road
