@@ -44,20 +44,20 @@ def read_segment_lines(path: Path) -> SegmentLines:
     return split_segment_lines(path.read_bytes())
 
 
-def split_segment_lines(data: bytes) -> SegmentLines:
+def split_segment_lines(data: bytes | memoryview) -> SegmentLines:
     """All lines of a segment's bytes (the final newline does not start an extra line)."""
-    if not data:
+    if not len(data):
         return SegmentLines(_table([], []), {})
     try:
         return SegmentLines(_read_fast(data), {})
     except pa.ArrowInvalid:
-        return _read_slow(data)
+        return _read_slow(data if isinstance(data, bytes) else data.tobytes())
 
 
-def _read_fast(data: bytes) -> pa.Table:
+def _read_fast(data: bytes | memoryview) -> pa.Table:
     buffer = np.frombuffer(data, dtype=np.uint8)
     ends = [np.flatnonzero(buffer[at : at + _SCAN_BYTES] == 0x0A) + at + 1 for at in range(0, len(data), _SCAN_BYTES)]
-    if not data.endswith(b"\n"):
+    if buffer[-1] != 0x0A:
         ends.append(np.array([len(data)]))
     offsets = np.concatenate([[0], *ends]).astype(np.int64)
     lines = len(offsets) - 1

@@ -9,8 +9,12 @@ writing anything, so corrupt bytes never pass reconciliation as good rows. Whole
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from harvest_pipeline import segments
 from harvest_pipeline.compaction import rules
@@ -52,9 +56,44 @@ def _meta_problem(sealed: segments.SealedSegment, meta: segments.SegmentMeta) ->
     return None
 
 
-def read_data(sealed: segments.SealedSegment) -> bytes:
-    """Every byte of the segment's data file."""
-    return _read(sealed, sealed.path, "data file")
+def read_data(sealed: segments.SealedSegment) -> bytes | memoryview:
+    """Every byte of the segment's data file (a large one read in two threads, into memory no one zeroes first)."""
+    try:
+        return _read_parallel(sealed.path)
+    except _PERMANENT_READ_ERRORS as exc:
+        raise SegmentUnreadable(f"segment {sealed.name}: cannot read its data file {sealed.path} ({exc})") from exc
+
+
+_PARALLEL_READ_BYTES = 16 * 1024 * 1024
+"""From this size a data file is read in two halves at once: copying from the page cache is most of a read, and
+two cores copy it in about half the time."""
+
+
+def _read_parallel(path: Path) -> bytes | memoryview:
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < _PARALLEL_READ_BYTES:
+            return handle.read()
+        view = np.empty(size, dtype=np.uint8).data
+        middle = size // 2
+
+        def read_range(start: int, end: int) -> int:
+            done = 0
+            while start + done < end:
+                got = os.preadv(handle.fileno(), [view[start + done : end]], start + done)
+                if got == 0:
+                    break
+                done += got
+            return done
+
+        with ThreadPoolExecutor(max_workers=1) as other:
+            second = other.submit(read_range, middle, size)
+            complete = read_range(0, middle) == middle and second.result() == size - middle
+        handle.seek(size)
+        if not complete or handle.read(1):  # the file changed size meanwhile: read it as it is now
+            handle.seek(0)
+            return handle.read()
+        return view
 
 
 def _read(sealed: segments.SealedSegment, path: Path, what: str) -> bytes:
