@@ -20,6 +20,7 @@ from harvest_pipeline.compaction.continuity import Gap, find_gaps
 from harvest_pipeline.compaction.kinds import KIND_BY_NAME, KINDS
 from harvest_pipeline.compaction.ledger import Ledger, build_ledger, events_table, quarantine_file_bytes
 from harvest_pipeline.compaction.lines import SegmentLines, split_segment_lines
+from harvest_pipeline.compaction.memory import keep_freed_memory
 from harvest_pipeline.compaction.writer import PartStager, WrittenFile
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.store import Publication
@@ -69,8 +70,10 @@ def compact_segment(
 
     Each kind's files are staged (hidden) as soon as its rows are ready, while the next kinds are extracted; the
     quarantine file is written and all of them are published together at the end: a failure before that point
-    leaves none of this segment's new files visible.
+    leaves none of this segment's new files visible. The process keeps freed memory for its next segment from
+    then on (``memory.py``).
     """
+    keep_freed_memory()
     started = time.perf_counter()
     meta = sidecar.load_meta(sealed)
     data = sidecar.read_data(sealed)
