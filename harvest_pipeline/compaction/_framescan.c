@@ -19,6 +19,9 @@
  * decimal64(18, 8)); valid is a little-endian bitmap; levels, only with levels=True, (offsets int32[m+1], price
  * decimal128[], qty decimal128[]) of scale 8, for b then a (the table's own type: they go to Parquet as they are).
  * Each is a read-only buffer the scan filled (no copy).
+ *
+ * classify(data, offsets) gives, per line data[offsets[i]:offsets[i + 1]], the fast path's guess of its kind and
+ * whether it may be a connect record (fast.guess_kinds).
  */
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
@@ -249,7 +252,7 @@ static int read_levels(Line *ln, int side) {
     }
 }
 
-/* Index of a payload key in DATA_KEYS, -1 if unknown. */
+/* Index of a payload key among e E T s a p q f l m U u pu b B A (slot P_E_LOWER + index), -1 if unknown. */
 static int data_key(const char *k, Py_ssize_t len) {
     if (len == 1) {
         switch (k[0]) {
@@ -274,7 +277,7 @@ static int data_key(const char *k, Py_ssize_t len) {
     return len == 2 && k[0] == 'p' && k[1] == 'u' ? 12 : -1;
 }
 
-/* Index of a record key in TOP_KEYS, -1 if unknown. */
+/* Index of a record key among t c n k s symbol (slot K_T + index), -1 if unknown. */
 static int top_key(const char *k, Py_ssize_t len) {
     if (len == 1) {
         switch (k[0]) {

@@ -199,10 +199,10 @@ def scanner_limits(trade: str, ticker: str, depth: str, t: int) -> list[tuple[st
     ]
 
 
-def mutated_segment(root: Path) -> segments.SealedSegment:
+def mutated_segment(root: Path, seed: int = 20261129) -> segments.SealedSegment:
     """Realistic frames, half of them with random edits (seeded) of their bytes: inserted, deleted or replaced
     characters drawn from JSON's own, so that many edits still parse."""
-    rng = random.Random(20261129)
+    rng = random.Random(seed)
     alphabet = b'{}[]",:0123456789.-eE+ tfnulasbBAqpmTUuP\\x'
     builder = SegmentBuilder(root).control("connect", MIDNIGHT_MS, url="ws://x", route="public", streams=STREAMS)
     for stream, raw, event_ms in TrafficMix(start_ms=MIDNIGHT_MS + 10).frames(3000):
@@ -243,6 +243,10 @@ def compact_every_way(sealed: segments.SealedSegment, root: Path, monkeypatch) -
     return outcome
 
 
+def mutated_segment_other_seed(root: Path) -> segments.SealedSegment:
+    return mutated_segment(root, seed=7)
+
+
 def hostile_segment_not_utf8(root: Path) -> segments.SealedSegment:
     return hostile_segment(root, invalid_utf8=True)
 
@@ -254,8 +258,8 @@ def test_the_scanner_is_built():
 
 @pytest.mark.parametrize(
     "build",
-    [realistic_segment, hostile_segment, hostile_segment_not_utf8, mutated_segment],
-    ids=["realistic", "hostile", "hostile-not-utf8", "mutated"],
+    [realistic_segment, hostile_segment, hostile_segment_not_utf8, mutated_segment, mutated_segment_other_seed],
+    ids=["realistic", "hostile", "hostile-not-utf8", "mutated", "mutated-other-seed"],
 )
 def test_every_road_writes_byte_identical_files(tmp_path, monkeypatch, build):
     sealed = build(tmp_path / "input")
