@@ -82,7 +82,6 @@ typedef struct {
     int combined; /* the line contains ,"f":{"stream": */
     int levels_seen[2];
     Buf *prices[2], *qtys[2];
-    int32_t level_count[2];
     int out_of_memory;
 } Line;
 
@@ -224,10 +223,8 @@ static int read_levels(Line *ln, int side) {
     if (ln->levels_seen[side]) return 0;
     ln->levels_seen[side] = 1;
     if (!expect(ln, '[')) return 0;
-    int32_t count = 0;
     if (ln->p < ln->end && *ln->p == ']') {
         ln->p++;
-        ln->level_count[side] = 0;
         return at_value_end(ln);
     }
     for (;;) {
@@ -241,13 +238,11 @@ static int read_levels(Line *ln, int side) {
             ln->out_of_memory = 1;
             return 0;
         }
-        count++;
         if (ln->p < ln->end && *ln->p == ',') {
             ln->p++;
             continue;
         }
         if (!expect(ln, ']')) return 0;
-        ln->level_count[side] = count;
         return at_value_end(ln);
     }
 }

@@ -16,8 +16,10 @@ the files of every road byte for byte.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +46,8 @@ _THREADS = min(2, os.cpu_count() or 1)
 _MIN_LINES_PER_THREAD = 50_000
 """Below this many lines per thread a second thread costs more than it saves."""
 
+
+T = TypeVar("T")
 
 TYPED_PREFIX = {"int": "i", "dec": "d"}
 """A slot ``vN`` the scanner converts is the column ``iN`` (int64) or ``dN`` (decimal(18, 8))."""
@@ -84,23 +88,29 @@ def _offsets(raw: pa.Array) -> np.ndarray:
     return np.frombuffer(raw.buffers()[1], dtype=np.int64)[raw.offset : raw.offset + len(raw) + 1]
 
 
+def _in_threads(count: int, work: Callable[[int, int], T]) -> list[T]:
+    """``work(start, end)`` over ``range(count)`` cut into one piece per thread (one piece when ``count`` is small:
+    a thread costs more than it saves below ``_MIN_LINES_PER_THREAD``), results in order. The C code releases the
+    GIL, so the pieces run at once."""
+    parts = max(1, min(_THREADS, count // _MIN_LINES_PER_THREAD))
+    bounds = np.linspace(0, count, parts + 1).astype(np.int64).tolist()
+    pieces = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if parts == 1:
+        return [work(*pieces[0])]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        return list(pool.map(lambda piece: work(*piece), pieces))
+
+
 def classify(raw: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Per line of ``raw`` (a ``large_string`` column of lines): the fast path's guess as an index into
     ``fast.STREAM_MARKS`` plus one (0: none), and whether the line may be a connect record (it contains
-    ``connect`` or a backslash). Two threads for a large segment."""
+    ``connect`` or a backslash)."""
     assert _framescan is not None
     raw = _single(raw)
     offsets, data = _offsets(raw), raw.buffers()[2]
     if data is None:  # no line has a byte
         return np.zeros(len(raw), dtype=np.int8), np.zeros(len(raw), dtype=np.bool_)
-    parts = max(1, min(_THREADS, len(raw) // _MIN_LINES_PER_THREAD))
-    bounds = np.linspace(0, len(raw), parts + 1).astype(np.int64)
-
-    def one(a: int, b: int) -> tuple[bytes, bytes]:
-        return _framescan.classify(data, offsets[a : b + 1])
-
-    with ThreadPoolExecutor(max_workers=parts) as pool:
-        results = list(pool.map(one, bounds[:-1], bounds[1:]))
+    results = _in_threads(len(raw), lambda start, end: _framescan.classify(data, offsets[start : end + 1]))
     kinds = np.concatenate([np.frombuffer(kinds, dtype=np.int8) for kinds, _ in results])
     may_connect = np.concatenate([np.frombuffer(connect, dtype=np.bool_) for _, connect in results])
     return kinds, may_connect
@@ -116,7 +126,7 @@ def scan(
     """Scan the lines ``rows`` (0-based positions) of ``raw`` (a ``large_string`` column of lines, each with its
     newline) whose line numbers are ``line_numbers[rows]``. ``typed`` maps slots to ``int`` or ``dec``: those come
     as ``typed_name`` columns instead of text, and a line whose value there does not convert exactly is rejected.
-    Runs in two threads when there are many lines (the C code releases the GIL)."""
+    Runs in two threads when there are many lines."""
     assert _framescan is not None
     typed = typed or {}
     raw = _single(raw)
@@ -126,19 +136,13 @@ def scan(
         for convert in TYPED_PREFIX
     }
     rows = rows.astype(np.int64, copy=False)
-    parts = max(1, min(_THREADS, len(rows) // _MIN_LINES_PER_THREAD))
-    bounds = np.linspace(0, len(rows), parts + 1).astype(np.int64)
-    pieces = [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def one(part: np.ndarray) -> Scanned:
+    def one(start: int, end: int) -> Scanned:
+        part = rows[start:end]
         result = _framescan.scan(data, offsets, part, levels, masks["int"], masks["dec"])
         return _to_arrow(result, line_numbers[part], levels, typed)
 
-    if parts == 1:
-        scanned = [one(pieces[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=parts) as pool:
-            scanned = list(pool.map(one, pieces))
+    scanned = _in_threads(len(rows), one)
     return Scanned(
         np.concatenate([part.accepted for part in scanned]),
         pa.concat_tables([part.table for part in scanned]),

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from harvest_pipeline import segments
 from harvest_pipeline.compaction import rules
 
+Data = TypeVar("Data", bytes, bytes | memoryview)
 _PERMANENT_READ_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -29,7 +32,7 @@ class SegmentUnreadable(Exception):
 
 def load_meta(sealed: segments.SealedSegment) -> segments.SegmentMeta:
     """The segment's sidecar, checked for the fields compaction relies on."""
-    data = _read(sealed, sealed.meta_path, "sidecar")
+    data = _read(sealed, sealed.meta_path, "sidecar", Path.read_bytes)
     try:
         meta = segments.SegmentMeta.from_json(data)
     except (ValueError, TypeError) as exc:  # not JSON, not an object, missing or unknown fields
@@ -58,10 +61,7 @@ def _meta_problem(sealed: segments.SealedSegment, meta: segments.SegmentMeta) ->
 
 def read_data(sealed: segments.SealedSegment) -> bytes | memoryview:
     """Every byte of the segment's data file (a large one read in two threads, into memory no one zeroes first)."""
-    try:
-        return _read_parallel(sealed.path)
-    except _PERMANENT_READ_ERRORS as exc:
-        raise SegmentUnreadable(f"segment {sealed.name}: cannot read its data file {sealed.path} ({exc})") from exc
+    return _read(sealed, sealed.path, "data file", _read_parallel)
 
 
 _PARALLEL_READ_BYTES = 16 * 1024 * 1024
@@ -96,9 +96,10 @@ def _read_parallel(path: Path) -> bytes | memoryview:
         return view
 
 
-def _read(sealed: segments.SealedSegment, path: Path, what: str) -> bytes:
+def _read(sealed: segments.SealedSegment, path: Path, what: str, reader: Callable[[Path], Data]) -> Data:
+    """``reader(path)``; a permanent error (missing, a folder, no permission) as ``SegmentUnreadable``."""
     try:
-        return path.read_bytes()
+        return reader(path)
     except _PERMANENT_READ_ERRORS as exc:
         raise SegmentUnreadable(f"segment {sealed.name}: cannot read its {what} {path} ({exc})") from exc
 
