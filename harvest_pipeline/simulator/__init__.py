@@ -6,6 +6,7 @@ docs/simulator.md.
 
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.faults import FaultError
+from harvest_pipeline.simulator.listings import ListingError
 from harvest_pipeline.simulator.server import Simulator, running_simulator
 
-__all__ = ["FaultError", "SimulatorConfig", "Simulator", "running_simulator"]
+__all__ = ["FaultError", "ListingError", "SimulatorConfig", "Simulator", "running_simulator"]

@@ -1,5 +1,6 @@
 """What the simulator sent: per connection and stream, frame counts, injected bad and repeated frames, first/last ids;
-REST requests and their weight per clock minute; per symbol, the aggregate trade ids issued, skipped and forgotten.
+REST requests, their weight per clock minute and the rows answered per endpoint and symbol; per symbol, the aggregate
+trade ids issued, skipped and forgotten, the liquidations run and reported, and when it was listed and delisted.
 
 Counts are taken when a frame is handed to the socket, so a client that stayed connected received exactly
 ``frames + malformed + repeated`` frames per stream. Control replies are not counted.
@@ -79,7 +80,8 @@ MINUTES_KEPT = 60
 
 @dataclass
 class RestTally:
-    """REST requests answered, weight charged (in total and per clock minute) and requests rejected by HTTP status."""
+    """REST requests answered, weight charged (in total and per clock minute), requests rejected by HTTP status and
+    per endpoint and symbol the rows of successful answers."""
 
     requests: int = 0
     weight_used: int = 0
@@ -87,6 +89,15 @@ class RestTally:
     weight_by_minute: dict[int, int] = field(default_factory=dict)
     """Weight charged per clock minute (minutes since the epoch), the last ``MINUTES_KEPT`` minutes."""
     max_weight_per_minute: int = 0
+    answered: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per endpoint (the path after ``/fapi/v1/``) and symbol, the HTTP 200 answers that carried a row of that
+    symbol (a list answer counts for every symbol in it; ``""`` for answers about no symbol)."""
+
+    def count_answer(self, endpoint: str, symbols: list[str]) -> None:
+        """An HTTP 200 answer of ``endpoint`` carried rows of ``symbols``."""
+        counts = self.answered.setdefault(endpoint, {})
+        for symbol in symbols:
+            counts[symbol] = counts.get(symbol, 0) + 1
 
     def charge(self, weight: int, minute: int) -> None:
         """``weight`` was charged in clock minute ``minute`` (minutes since the epoch)."""
@@ -105,6 +116,7 @@ class RestTally:
             "rejected": dict(self.rejected),
             "max_weight_per_minute": self.max_weight_per_minute,
             "weight_by_minute": {str(minute * 60): weight for minute, weight in self.weight_by_minute.items()},
+            "answered": {endpoint: dict(counts) for endpoint, counts in self.answered.items()},
         }
 
 
@@ -168,13 +180,20 @@ def stream_totals(connections: list[ConnectionRecord]) -> dict[str, dict[str, An
 
 
 def accounting_json(
-    connections: list[ConnectionRecord], rest: RestTally, trades: dict[str, dict[str, Any]]
+    connections: list[ConnectionRecord],
+    rest: RestTally,
+    trades: dict[str, dict[str, Any]],
+    liquidations: dict[str, dict[str, int]],
+    listings: dict[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
     """The full accounting document (``GET /admin/accounting`` and the ``--accounting-file``); ``trades`` maps each
-    symbol to its ``TradeIdTally`` JSON."""
+    symbol to its ``TradeIdTally`` JSON, ``liquidations`` to its liquidation counts, ``listings`` to its status
+    changes."""
     return {
         "connections": {record.connection_id: record.to_json() for record in connections},
         "streams": stream_totals(connections),
         "rest": rest.to_json(),
         "trades": trades,
+        "liquidations": liquidations,
+        "listings": listings,
     }

@@ -1,4 +1,5 @@
-"""The admin HTTP API on its own loopback port: accounting, open connections, fault injection and the true book."""
+"""The admin HTTP API on its own loopback port: accounting, open connections, fault injection, the true book and
+listing or delisting symbols."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from harvest_pipeline.simulator.faults import FaultError
+from harvest_pipeline.simulator.listings import ListingError, parse_listing
 
 if TYPE_CHECKING:
     from harvest_pipeline.simulator.server import Simulator
@@ -20,8 +22,8 @@ def _json(value: object, status: int = 200) -> web.Response:
 
 
 class AdminServer:
-    """``GET /admin/accounting``, ``GET /admin/connections``, ``POST /admin/fault``, ``GET /admin/book``; always
-    bound to loopback."""
+    """``GET /admin/accounting``, ``GET /admin/connections``, ``POST /admin/fault``, ``GET /admin/book``,
+    ``POST /admin/listing``; always bound to loopback."""
 
     def __init__(self, simulator: Simulator):
         self.simulator = simulator
@@ -34,6 +36,7 @@ class AdminServer:
         app.router.add_get("/admin/connections", self._connections)
         app.router.add_post("/admin/fault", self._fault)
         app.router.add_get("/admin/book", self._book)
+        app.router.add_post("/admin/listing", self._listing)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, ADMIN_HOST, port)
@@ -60,6 +63,15 @@ class AdminServer:
         try:
             return _json(await self.simulator.apply_fault(body))
         except FaultError as exc:
+            return _json({"ok": False, "error": str(exc)}, status=400)
+
+    async def _listing(self, request: web.Request) -> web.Response:
+        try:
+            symbol, status, fields = parse_listing(orjson.loads(await request.read()))
+            return _json(await self.simulator.set_listing(symbol, status, **fields))
+        except orjson.JSONDecodeError as exc:
+            return _json({"ok": False, "error": f"body is not JSON: {exc}"}, status=400)
+        except ListingError as exc:
             return _json({"ok": False, "error": str(exc)}, status=400)
 
     async def _book(self, request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from harvest_pipeline.atomic_write import write_json_atomically
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.faults import FaultError, parse_fault
 from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS
+from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 from harvest_pipeline.simulator.server import running_simulator
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=600.0,
         help="seconds back GET /admin/book answers the true order book at any depth diff (default 600)",
+    )
+    parser.add_argument(
+        "--liquidation-share",
+        type=float,
+        default=LIQUIDATION_SHARE,
+        help=f"share of market orders that are liquidations, on @forceOrder (default {LIQUIDATION_SHARE})",
     )
     parser.add_argument("--ready-file", type=Path, help="write the bases and pid here (atomically) once listening")
     parser.add_argument("--accounting-file", type=Path, help="write the accounting JSON here on shutdown")
@@ -94,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         faults=tuple(faults),
         agg_trade_horizon_s=args.agg_trade_horizon_s,
         book_history_s=args.book_history_s,
+        liquidation_share=args.liquidation_share,
         replay=tuple(args.replay),
         replay_speed=args.speed,
     )

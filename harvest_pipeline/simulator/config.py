@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS, instrument
+from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class SimulatorConfig:
     clock_offset_ms: int = 0
     """The exchange's clock (event times, ids, REST times) runs this far ahead of the wall clock: lets a test record
     across UTC midnight now."""
+    liquidation_share: float = LIQUIDATION_SHARE
+    """Share of the market orders that are liquidations (reported on ``@forceOrder``, at most one per second)."""
     replay: tuple[Path, ...] = ()
     """Segments to replay instead of running the market model."""
     replay_speed: float = 1.0
@@ -62,5 +65,7 @@ class SimulatorConfig:
             raise ValueError(f"agg_trade_horizon_s must be > 0, got {self.agg_trade_horizon_s}")
         if self.book_history_s <= 0:
             raise ValueError(f"book_history_s must be > 0, got {self.book_history_s}")
+        if not 0 <= self.liquidation_share <= 1:
+            raise ValueError(f"liquidation_share must be within 0..1, got {self.liquidation_share}")
         if self.send_queue_frames < 1:
             raise ValueError(f"send_queue_frames must be >= 1, got {self.send_queue_frames}")

@@ -26,11 +26,22 @@ def units_of(value: str, decimals: int) -> int:
 
 def format_units(units: int, decimals: int) -> str:
     """The decimal string of ``units * 10**-decimals`` with exactly ``decimals`` decimals (``format_units(5, 3)``
-    is ``"0.005"``)."""
+    is ``"0.005"``, ``format_units(-5, 3)`` is ``"-0.005"``)."""
+    if units < 0:
+        return "-" + format_units(-units, decimals)
     if decimals == 0:
         return str(units)
     digits = str(units).rjust(decimals + 1, "0")
     return f"{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+def divide_half_even(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` (``denominator`` > 0) rounded to an integer, halves to the even neighbour."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,16 @@ class Instrument:
         return units_of(self.step_size, self.qty_decimals)
 
     @cached_property
+    def quote_decimals(self) -> int:
+        """Decimals of an exact quote amount (price times quantity): the price's plus the quantity's."""
+        return self.price_decimals + self.qty_decimals
+
+    @cached_property
+    def e8_per_tick(self) -> int:
+        """One tick in units of ``10**-8`` (the precision of mark and index prices)."""
+        return self.tick_units * 10 ** (8 - self.price_decimals)
+
+    @cached_property
     def start_ticks(self) -> int:
         """The starting mid price in ticks."""
         return units_of(self.start_price, self.price_decimals) // self.tick_units
@@ -83,6 +104,10 @@ class Instrument:
         """The wire string of a quantity given in lots (memoised)."""
         text = self._quantities.get(lots)
         return text if text is not None else _memo_format(self._quantities, lots, self.step_units, self.qty_decimals)
+
+    def quote(self, tick_lots: int) -> str:
+        """The exact wire string of a quote amount given as a sum of ``ticks * lots``."""
+        return format_units(tick_lots * self.tick_units * self.step_units, self.quote_decimals)
 
 
 def _memo_format(memo: dict[int, str], count: int, unit: int, decimals: int) -> str:

@@ -2,13 +2,19 @@
 
 Pure and synchronous: no clock, no I/O. Prices are integer ticks and quantities integer lots. Every book event gets the
 next update id; market orders consume the best levels of the opposite side and produce one aggregated trade per price
-level, so trades, depth diffs and the best bid/ask always agree. The sequence of events depends only on the seed, the
-symbol and the number of events asked for; the ids they carry also on the ids the model starts from (see ``ids``).
+level, so trades, depth diffs and the best bid/ask always agree. An aggregated trade is made of 1 to 3 individual trades
+(never more than its lots), whose lots ``trade_lots`` splits deterministically. A share of the market orders are
+liquidations (``ForcedOrder``): each market order independently with probability ``liquidation_share``, drawn as
+geometric gaps between liquidations from a random generator of their own, so the book's sequence does not depend on
+the share. The sequence of events depends only on the seed, the symbol and the number of events asked for; the ids they
+carry also on the ids the model starts from (see ``ids``).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 from bisect import bisect_left, insort
 from typing import NamedTuple
 
@@ -28,6 +34,8 @@ INITIAL_LEVELS = 150
 LIMIT_SHARE = 0.55
 CANCEL_SHARE = 0.35
 """The rest of the events (10 %) are market orders."""
+LIQUIDATION_SHARE = 0.025
+"""Market orders that are liquidations, by default (about 1 in 40)."""
 
 
 class Trade(NamedTuple):
@@ -40,6 +48,20 @@ class Trade(NamedTuple):
     last_trade_id: int
     buyer_is_maker: bool
     """True when the taker sold (Binance's ``m``)."""
+
+
+def trade_lots(lots: int, count: int) -> list[int]:
+    """The lots of each of the ``count`` individual trades an aggregated trade of ``lots`` is made of, in trade id
+    order: as even as possible, the larger ones first (each at least 1 lot when ``count <= lots``)."""
+    share, extra = divmod(lots, count)
+    return [share + 1] * extra + [share] * (count - extra)
+
+
+class ForcedOrder(NamedTuple):
+    """A market order that was a liquidation: its aggregated trades (one per price level, in order)."""
+
+    taker_sold: bool
+    trades: list[Trade]
 
 
 class Top(NamedTuple):
@@ -104,9 +126,20 @@ class SymbolMarket:
     from its start time instead. Either way the seed alone decides prices, quantities and sides.
     """
 
-    def __init__(self, spec: Instrument, seed: int, first_ids: FirstIds | None = None):
+    def __init__(
+        self,
+        spec: Instrument,
+        seed: int,
+        first_ids: FirstIds | None = None,
+        liquidation_share: float = LIQUIDATION_SHARE,
+    ):
         self.spec = spec
         self.rng = random.Random(f"{seed}:{spec.symbol}")
+        self.liquidation_rng = random.Random(f"{seed}:{spec.symbol}:liquidation")
+        self.liquidation_share = liquidation_share
+        self._orders_to_liquidation = self._liquidation_gap()
+        self.forced_orders: list[ForcedOrder] = []
+        """The liquidations among the market orders run since the last ``take_forced_orders``."""
         self.bids = BookSide(is_bid=True)
         self.asks = BookSide(is_bid=False)
         seeded_update_id = 1_000_000_000 + self.rng.randrange(10**8)
@@ -142,7 +175,8 @@ class SymbolMarket:
         return whole + (1 if self.rng.random() < mean - whole else 0)
 
     def step(self, events: int) -> tuple[list[Trade], list[Top]]:
-        """Run ``events`` random book events; returns the trades and every change of the best bid/ask, in order."""
+        """Run ``events`` random book events; returns the trades and every change of the best bid/ask, in order. The
+        liquidations among the market orders are added to ``forced_orders``."""
         trades: list[Trade] = []
         tops: list[Top] = []
         rng, bids, asks = self.rng, self.bids, self.asks
@@ -197,15 +231,36 @@ class SymbolMarket:
         book = self.asks if taker_buys else self.bids
         available = sum(lots for _, lots in book.top(5))
         wanted = min(1 + int(self.rng.expovariate(2.0 / self.spec.mean_order_lots)), available * 4 // 5)
+        first_of_order = len(trades)
         while wanted > 0:
             tick = book.best()
             fill = min(wanted, book.lots[tick])
             first = self.next_trade_id
-            self.next_trade_id += 1 + self.rng.randrange(3)
+            trade_ids = 1 + self.rng.randrange(3)
+            self.next_trade_id += trade_ids if trade_ids < fill else fill
             trades.append(Trade(self.next_agg_id, tick, fill, first, self.next_trade_id - 1, not taker_buys))
             self.next_agg_id += 1
             self._set(book, tick, book.lots[tick] - fill)
             wanted -= fill
+        self._orders_to_liquidation -= 1
+        if not self._orders_to_liquidation:
+            self._orders_to_liquidation = self._liquidation_gap()
+            self.forced_orders.append(ForcedOrder(not taker_buys, trades[first_of_order:]))
+
+    def _liquidation_gap(self) -> int:
+        """Market orders up to and including the next liquidation (geometric: each order is one with probability
+        ``liquidation_share``)."""
+        share = self.liquidation_share
+        if share <= 0:
+            return sys.maxsize
+        if share >= 1:
+            return 1
+        return 1 + int(math.log(1.0 - self.liquidation_rng.random()) / math.log(1.0 - share))
+
+    def take_forced_orders(self) -> list[ForcedOrder]:
+        """The liquidations run since the previous call, in order."""
+        orders, self.forced_orders = self.forced_orders, []
+        return orders
 
     def skip_agg_ids(self, count: int) -> None:
         """Never issue the next ``count`` aggregate trade ids (a real gap, as a fault)."""

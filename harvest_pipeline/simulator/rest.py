@@ -1,8 +1,10 @@
-"""The REST endpoints: depth snapshots, aggregate trades and exchange info, with Binance's request-weight budget.
+"""The REST endpoints: depth snapshots, aggregate trades, exchange info, open interest, 24 h statistics and the
+premium index, with Binance's request-weight budget.
 
 Every response carries ``X-MBX-USED-WEIGHT-1M``. A request that would exceed the per-minute budget gets HTTP 429 with
 ``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose. The
-weight charged per clock minute goes to the accounting (``RestTally``).
+weight charged per clock minute and the rows of every HTTP 200 answer per endpoint and symbol go to the accounting
+(``RestTally``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from harvest_pipeline.simulator import wire
@@ -20,6 +22,12 @@ from harvest_pipeline.simulator.faults import FaultState
 from harvest_pipeline.simulator.trade_history import MAX_TIME_WINDOW_MS, AggTradeQuery
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+PATH_PREFIX = "/fapi/v1/"
+NO_SYMBOL = ""
+"""The accounting's symbol for answers about no symbol (exchangeInfo, time, ping)."""
+
+Answer = tuple[bytes, list[str]]
+"""A successful body and the symbols it carries rows of."""
 
 
 class RestResponse(NamedTuple):
@@ -105,12 +113,15 @@ class RestApi:
         self.faults = faults
         self.budget = WeightBudget(weight_limit)
         self.tally = tally
-        self._routes: dict[str, tuple[Callable[[dict[str, str]], int], Callable[[dict[str, str]], bytes]]] = {
-            "/fapi/v1/depth": (lambda q: depth_weight(_int(q, "limit", 500)), self._depth),
-            "/fapi/v1/aggTrades": (lambda q: 20, self._agg_trades),
-            "/fapi/v1/exchangeInfo": (lambda q: 1, self._exchange_info),
-            "/fapi/v1/time": (lambda q: 1, lambda q: b'{"serverTime":%d}' % self.clock_ms()),
-            "/fapi/v1/ping": (lambda q: 1, lambda q: b"{}"),
+        self._routes: dict[str, tuple[Callable[[dict[str, str]], int], Callable[[dict[str, str]], Answer]]] = {
+            "depth": (lambda q: depth_weight(_int(q, "limit", 500)), self._depth),
+            "aggTrades": (lambda q: 20, self._agg_trades),
+            "exchangeInfo": (lambda q: 1, self._exchange_info),
+            "time": (lambda q: 1, lambda q: (b'{"serverTime":%d}' % self.clock_ms(), [NO_SYMBOL])),
+            "ping": (lambda q: 1, lambda q: (b"{}", [NO_SYMBOL])),
+            "openInterest": (lambda q: 1, self._open_interest),
+            "ticker/24hr": (lambda q: 1 if "symbol" in q else 40, self._ticker_24hr),
+            "premiumIndex": (lambda q: 1 if "symbol" in q else 10, self._premium_index),
         }
 
     def handles(self, path: str) -> bool:
@@ -127,7 +138,8 @@ class RestApi:
             status, retry_after = forced
             headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
             return self._reject(status, headers, -1003, f"simulated HTTP {status}")
-        route = self._routes.get(url.path)
+        endpoint = url.path.removeprefix(PATH_PREFIX)
+        route = self._routes.get(endpoint) if url.path.startswith(PATH_PREFIX) else None
         if route is None:
             return self._respond(404, wire.rest_error(-1000, f"unknown endpoint {url.path}"))
         weight_of, build = route
@@ -138,7 +150,9 @@ class RestApi:
                 message = "Too many requests; current request weight budget is used up, back off."
                 return self._reject(429, {"Retry-After": retry}, -1003, message)
             self.tally.charge(weight, self.budget.minute)
-            return self._respond(200, build(query))
+            body, symbols = build(query)
+            self.tally.count_answer(endpoint, symbols)
+            return self._respond(200, body)
         except RestError as exc:
             return self._respond(exc.status, wire.rest_error(exc.code, str(exc)))
 
@@ -150,16 +164,17 @@ class RestApi:
         self.tally.rejected[key] = self.tally.rejected.get(key, 0) + 1
         return self._respond(status, wire.rest_error(code, message), headers)
 
-    def _depth(self, query: dict[str, str]) -> bytes:
+    def _depth(self, query: dict[str, str]) -> Answer:
         limit = _int(query, "limit", 500)
         if limit not in DEPTH_LIMITS:
             raise RestError(-1130, f"Invalid limit {limit}; valid limits are {list(DEPTH_LIMITS)}.")
+        symbol = query.get("symbol", "")
         try:
-            return self.market.depth_body(query.get("symbol", ""), limit, self.clock_ms())
+            return self.market.depth_body(symbol, limit, self.clock_ms()), [symbol.upper()]
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
 
-    def _agg_trades(self, query: dict[str, str]) -> bytes:
+    def _agg_trades(self, query: dict[str, str]) -> Answer:
         limit = _int(query, "limit", 500)
         if not 1 <= limit <= 1000:
             raise RestError(-1130, f"Invalid limit {limit}; it must be 1..1000.")
@@ -172,14 +187,33 @@ class RestApi:
             and selection.end_ms - selection.start_ms >= MAX_TIME_WINDOW_MS
         ):
             raise RestError(-1127, "More than 1 hours between startTime and endTime.")
+        symbol = query.get("symbol", "")
         try:
-            return self.market.agg_trades_body(query.get("symbol", ""), selection, self.clock_ms())
+            return self.market.agg_trades_body(symbol, selection, self.clock_ms()), [symbol.upper()]
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
 
-    def _exchange_info(self, query: dict[str, str]) -> bytes:
-        specs = [feed.spec for feed in self.exchange.feeds.values()]
-        return wire.exchange_info(specs, self.budget.limit, self.clock_ms())
+    def _exchange_info(self, query: dict[str, str]) -> Answer:
+        symbols = self.exchange.exchange_info_symbols()
+        return wire.exchange_info(symbols, self.budget.limit, self.clock_ms()), [NO_SYMBOL]
+
+    def _open_interest(self, query: dict[str, str]) -> Answer:
+        return self._rows(lambda symbol: self.exchange.open_interest_rows(symbol or "", self.clock_ms()), query)
+
+    def _ticker_24hr(self, query: dict[str, str]) -> Answer:
+        return self._rows(lambda symbol: self.exchange.ticker_24hr_rows(symbol, self.clock_ms()), query)
+
+    def _premium_index(self, query: dict[str, str]) -> Answer:
+        return self._rows(self.exchange.premium_index_rows, query)
+
+    def _rows(self, rows_of: Callable[[str | None], list[dict[str, Any]]], query: dict[str, str]) -> Answer:
+        """An answer of per-symbol rows from the market model: one object for ``symbol``, a list of all without."""
+        symbol = query.get("symbol")
+        try:
+            rows = rows_of(symbol)
+        except LookupError as exc:
+            raise RestError(-1121, str(exc)) from None
+        return wire.rest_rows(rows, as_list=symbol is None), [row["symbol"] for row in rows]
 
 
 def _int(query: dict[str, str], key: str, default: int | None) -> int:

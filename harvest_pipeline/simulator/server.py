@@ -30,6 +30,7 @@ from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.connections import ClientConnection, Hub
 from harvest_pipeline.simulator.exchange import TICK_S, Exchange
 from harvest_pipeline.simulator.faults import FaultError, FaultState, parse_fault
+from harvest_pipeline.simulator.listings import ListingError, listing_request
 from harvest_pipeline.simulator.replay import Replay
 from harvest_pipeline.simulator.rest import RestApi
 
@@ -226,7 +227,11 @@ class Simulator:
 
     def accounting(self) -> dict[str, Any]:
         """What was sent so far, per connection and stream (the contract's accounting JSON)."""
-        return accounting_json(self.records, self.rest_tally, self.exchange.trades_json(self.config.exchange_ms()))
+        exchange = self.exchange
+        trades = exchange.trades_json(self.config.exchange_ms())
+        return accounting_json(
+            self.records, self.rest_tally, trades, exchange.liquidations_json(), exchange.listings_json()
+        )
 
     def true_book(self, symbol: str, update_id: int, limit: int | None = None) -> dict[str, Any]:
         """The market model's book right after the latest depth diff boundary ``<= update_id`` (published or not),
@@ -247,6 +252,17 @@ class Simulator:
             }
             for conn in self.connections.values()
         ]
+
+    async def set_listing(self, symbol: str, status: str, **fields: Any) -> dict[str, Any]:
+        """List (``status="TRADING"``, optionally with instrument ``fields``) or delist (``"SETTLING"``) ``symbol``
+        from the next tick on, as ``POST /admin/listing`` does; returns its exchangeInfo entry. ``ListingError`` with
+        a message for a bad request."""
+        request = listing_request(symbol, status, fields)
+        if self.replay is not None:
+            raise ListingError("a replay has no market model to list or delist symbols in (run without --replay)")
+        entry = self.exchange.set_listing(*request, self.config.exchange_ms())
+        log.info("listing: %s is %s", request.symbol, entry["status"])
+        return entry
 
     async def apply_fault(self, request: Any) -> dict[str, Any]:
         """Apply a fault (same semantics as ``POST /admin/fault``); raises ``FaultError`` for bad requests."""

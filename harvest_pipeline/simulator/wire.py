@@ -6,12 +6,16 @@ and quantities are decimal strings with the tick/step size's decimals, times are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from harvest_pipeline.simulator.instruments import Instrument
-from harvest_pipeline.simulator.market import DepthDiff, Top, Trade
+from harvest_pipeline.simulator.derivatives import INTEREST_RATE_E8, MarkPrice, next_funding_ms
+from harvest_pipeline.simulator.instruments import Instrument, divide_half_even, format_units
+from harvest_pipeline.simulator.klines import DayStats, Kline
+from harvest_pipeline.simulator.liquidations import Liquidation
+from harvest_pipeline.simulator.market import DepthDiff, Top, Trade, trade_lots
 
 PUBLIC = "public"
 MARKET = "market"
@@ -21,8 +25,25 @@ AGG_TRADE = "aggTrade"
 DEPTH_DIFF = "depth@100ms"
 DEPTH_PARTIAL = "depth20@100ms"
 BOOK_TICKER = "bookTicker"
-STREAM_KINDS = (AGG_TRADE, DEPTH_DIFF, DEPTH_PARTIAL, BOOK_TICKER)
+TRADE = "trade"
+MARK_PRICE_1S = "markPrice@1s"
+MARK_PRICE_3S = "markPrice"
+FORCE_ORDER = "forceOrder"
+KLINE_1M = "kline_1m"
+STREAM_KINDS = (
+    AGG_TRADE,
+    DEPTH_DIFF,
+    DEPTH_PARTIAL,
+    BOOK_TICKER,
+    TRADE,
+    MARK_PRICE_1S,
+    MARK_PRICE_3S,
+    FORCE_ORDER,
+    KLINE_1M,
+)
 PARTIAL_DEPTH_LEVELS = 20
+E8_DECIMALS = 8
+"""Mark, index and settle prices and funding rates are printed with 8 decimals."""
 
 _MARKET_STREAM_PREFIXES = ("aggTrade", "trade", "markPrice", "kline_", "forceOrder", "continuousKline", "miniTicker")
 
@@ -50,6 +71,53 @@ def agg_trade(spec: Instrument, trade: Trade, event_ms: int, trade_ms: int) -> b
         f'"q":"{spec.qty(trade.lots)}","f":{trade.first_trade_id},"l":{trade.last_trade_id},"T":{trade_ms},'
         f'"m":{"true" if trade.buyer_is_maker else "false"}}}'
     ).encode()
+
+
+def individual_trades(spec: Instrument, trade: Trade, event_ms: int, trade_ms: int) -> list[tuple[int, bytes]]:
+    """The ``trade`` events of the individual trades an aggregated trade is made of, as ``(trade id, payload)``."""
+    head = f'{{"e":"trade","E":{event_ms},"T":{trade_ms},"s":"{spec.symbol}","t":'
+    tail = f',"p":"{spec.price(trade.price_ticks)}","q":"'
+    side = f'","X":"MARKET","m":{"true" if trade.buyer_is_maker else "false"}}}'
+    first = trade.first_trade_id
+    lots = trade_lots(trade.lots, trade.last_trade_id - first + 1)
+    return [(first + i, f"{head}{first + i}{tail}{spec.qty(size)}{side}".encode()) for i, size in enumerate(lots)]
+
+
+def mark_price_update(spec: Instrument, mark: MarkPrice, event_ms: int) -> bytes:
+    """A ``markPriceUpdate`` event (``@markPrice@1s`` and ``@markPrice``)."""
+    return (
+        f'{{"e":"markPriceUpdate","E":{event_ms},"s":"{spec.symbol}","p":"{_e8(mark.mark_e8)}",'
+        f'"i":"{_e8(mark.index_e8)}","P":"{_e8(mark.settle_e8)}","r":"{_e8(mark.funding_rate_e8)}",'
+        f'"T":{next_funding_ms(event_ms)}}}'
+    ).encode()
+
+
+def force_order(spec: Instrument, liquidation: Liquidation, event_ms: int) -> bytes:
+    """A ``forceOrder`` event (a liquidation order, fully filled)."""
+    lots = spec.qty(liquidation.lots)
+    side = "SELL" if liquidation.taker_sold else "BUY"
+    return (
+        f'{{"e":"forceOrder","E":{event_ms},"o":{{"s":"{spec.symbol}","S":"{side}",'
+        f'"o":"LIMIT","f":"IOC","q":"{lots}","p":"{spec.price(liquidation.order_ticks)}",'
+        f'"ap":"{_average_price(spec, liquidation.tick_lots, liquidation.lots)}","X":"FILLED",'
+        f'"l":"{spec.qty(liquidation.last_lots)}","z":"{lots}","T":{liquidation.trade_ms}}}}}'
+    ).encode()
+
+
+def kline(spec: Instrument, kline: Kline, event_ms: int, closed: bool) -> bytes:
+    """A ``kline`` event of the 1-minute kline ``kline``; ``closed`` is its ``x``. A zero volume prints as ``"0"``."""
+    return (
+        f'{{"e":"kline","E":{event_ms},"s":"{spec.symbol}","k":{{"t":{kline.open_ms},"T":{kline.close_ms},'
+        f'"s":"{spec.symbol}","i":"1m","f":{kline.first_id},"L":{kline.last_id},"o":"{spec.price(kline.open)}",'
+        f'"c":"{spec.price(kline.close)}","h":"{spec.price(kline.high)}","l":"{spec.price(kline.low)}",'
+        f'"v":"{_volume(spec.qty, kline.lots)}","n":{kline.count},"x":{"true" if closed else "false"},'
+        f'"q":"{_volume(spec.quote, kline.tick_lots)}","V":"{_volume(spec.qty, kline.taker_buy_lots)}",'
+        f'"Q":"{_volume(spec.quote, kline.taker_buy_tick_lots)}","B":"0"}}}}'
+    ).encode()
+
+
+def _volume(format_volume: Callable[[int], str], amount: int) -> str:
+    return format_volume(amount) if amount else "0"
 
 
 def book_ticker(spec: Instrument, top: Top, event_ms: int) -> bytes:
@@ -105,26 +173,86 @@ def rest_agg_trades(spec: Instrument, trades: list[tuple[int, int, Trade]]) -> b
     )
 
 
-def exchange_info(specs: list[Instrument], weight_limit: int, now_ms: int) -> bytes:
-    """The body of ``GET /fapi/v1/exchangeInfo`` (the fields clients read: rate limits, sizes, precisions)."""
-    symbols: list[dict[str, Any]] = [
-        {
-            "symbol": spec.symbol,
-            "pair": spec.symbol,
-            "contractType": "PERPETUAL",
-            "status": "TRADING",
-            "baseAsset": spec.base_asset,
-            "quoteAsset": "USDT",
-            "marginAsset": "USDT",
-            "pricePrecision": spec.price_decimals,
-            "quantityPrecision": spec.qty_decimals,
-            "filters": [
-                {"filterType": "PRICE_FILTER", "tickSize": spec.tick_size, "minPrice": spec.tick_size},
-                {"filterType": "LOT_SIZE", "stepSize": spec.step_size, "minQty": spec.step_size},
-            ],
-        }
-        for spec in specs
-    ]
+def open_interest_row(spec: Instrument, lots: int, now_ms: int) -> dict[str, Any]:
+    """The body of ``GET /fapi/v1/openInterest``."""
+    return {"symbol": spec.symbol, "openInterest": spec.qty(lots), "time": now_ms}
+
+
+def ticker_24hr_row(spec: Instrument, day: DayStats, now_ms: int) -> dict[str, Any]:
+    """One symbol's ``GET /fapi/v1/ticker/24hr`` statistics."""
+    change = day.last - day.open
+    percent = divide_half_even(change * 100_000, day.open) if day.open else 0
+    return {
+        "symbol": spec.symbol,
+        "priceChange": spec.price(change),
+        "priceChangePercent": format_units(percent, 3),
+        "weightedAvgPrice": _average_price(spec, day.tick_lots, day.lots),
+        "lastPrice": spec.price(day.last),
+        "lastQty": spec.qty(day.last_lots),
+        "openPrice": spec.price(day.open),
+        "highPrice": spec.price(day.high),
+        "lowPrice": spec.price(day.low),
+        "volume": spec.qty(day.lots),
+        "quoteVolume": spec.quote(day.tick_lots),
+        "openTime": day.open_ms,
+        "closeTime": now_ms,
+        "firstId": day.first_id,
+        "lastId": day.last_id,
+        "count": day.trade_count,
+    }
+
+
+def premium_index_row(spec: Instrument, mark: MarkPrice) -> dict[str, Any]:
+    """One symbol's ``GET /fapi/v1/premiumIndex`` answer (the mark price model's latest values)."""
+    return {
+        "symbol": spec.symbol,
+        "markPrice": _e8(mark.mark_e8),
+        "indexPrice": _e8(mark.index_e8),
+        "estimatedSettlePrice": _e8(mark.settle_e8),
+        "lastFundingRate": _e8(mark.funding_rate_e8),
+        "interestRate": _e8(INTEREST_RATE_E8),
+        "nextFundingTime": next_funding_ms(mark.time_ms),
+        "time": mark.time_ms,
+    }
+
+
+def rest_rows(rows: list[dict[str, Any]], as_list: bool) -> bytes:
+    """A REST body of per-symbol rows: a JSON list, or the only row itself (when a ``symbol`` was asked for)."""
+    return orjson.dumps(rows if as_list else rows[0])
+
+
+def _e8(units: int) -> str:
+    return format_units(units, E8_DECIMALS)
+
+
+def _average_price(spec: Instrument, tick_lots: int, lots: int) -> str:
+    """``tick_lots / lots`` as a price with the instrument's decimals (halves to even); zero without lots."""
+    if not lots:
+        return spec.price(0)
+    return format_units(divide_half_even(tick_lots * spec.tick_units, lots), spec.price_decimals)
+
+
+def exchange_info_symbol(spec: Instrument, status: str) -> dict[str, Any]:
+    """One symbol's entry in ``GET /fapi/v1/exchangeInfo`` (the fields clients read: status, sizes, precisions)."""
+    return {
+        "symbol": spec.symbol,
+        "pair": spec.symbol,
+        "contractType": "PERPETUAL",
+        "status": status,
+        "baseAsset": spec.base_asset,
+        "quoteAsset": "USDT",
+        "marginAsset": "USDT",
+        "pricePrecision": spec.price_decimals,
+        "quantityPrecision": spec.qty_decimals,
+        "filters": [
+            {"filterType": "PRICE_FILTER", "tickSize": spec.tick_size, "minPrice": spec.tick_size},
+            {"filterType": "LOT_SIZE", "stepSize": spec.step_size, "minQty": spec.step_size},
+        ],
+    }
+
+
+def exchange_info(symbols: list[dict[str, Any]], weight_limit: int, now_ms: int) -> bytes:
+    """The body of ``GET /fapi/v1/exchangeInfo`` with the ``exchange_info_symbol`` entries ``symbols``."""
     return orjson.dumps(
         {
             "timezone": "UTC",

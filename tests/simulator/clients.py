@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -60,3 +61,16 @@ async def collect_then_unsubscribe(ws: ClientConnection, seconds: float, streams
             break
         frames.append(frame)
     return frames
+
+
+FROZEN_MARKET = {"fault": "burst", "seconds": 600, "multiplier": 0}
+"""A market that runs no book events (the clock goes on): start with it, subscribe, then ``clear`` it, and the client
+has seen every trade since start."""
+
+
+def clock_offset_before(period_ms: int, lead_ms: int) -> int:
+    """A ``clock_offset_ms`` that starts the exchange clock ``lead_ms`` before a multiple of ``period_ms`` (a minute,
+    a funding time), so a test sees the boundary within seconds."""
+    now_ms = time.time_ns() // 1_000_000
+    boundary = (now_ms + lead_ms) // period_ms * period_ms + period_ms
+    return boundary - lead_ms - now_ms

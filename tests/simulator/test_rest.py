@@ -45,6 +45,7 @@ def test_request_weight_is_reported_and_a_request_past_the_budget_gets_429_with_
             "rejected": {"429": 1},
             "max_weight_per_minute": 20,
             "weight_by_minute": {"1800000000": 20},
+            "answered": {"depth": {"BTCUSDT": 1}},
         }
 
     run(scenario())
