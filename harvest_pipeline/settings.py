@@ -24,7 +24,7 @@ from typing import Any
 
 from harvest_pipeline.atomic_write import write_json_atomically
 from harvest_pipeline.paths import DataPaths
-from harvest_pipeline.symbols import validate_symbol
+from harvest_pipeline.symbols import SymbolSelection, canonical_entry
 
 SETTINGS_FILE_ENV = "HARVEST_SETTINGS_FILE"
 RESOLVED_SETTINGS_FILE = "harvest-settings.json"
@@ -38,6 +38,9 @@ class InstallationSettings:
     """What every process of one installation must agree on. Times are seconds."""
 
     symbols: tuple[str, ...] = ("BTCUSDT",)
+    """What the collector records: explicit symbols and/or the selectors ``top:N`` and ``all``
+    (``harvest_pipeline.symbols``), kept as written canonically (``BTCUSDT``, ``top:5``, ``all``). Read it through
+    ``symbol_selection`` or ``explicit_symbols``: an entry may be a selector, not a symbol."""
     data_root: str = "data"
     segments_dir: str | None = None
     parquet_dir: str | None = None
@@ -55,10 +58,7 @@ class InstallationSettings:
     dagster_storage: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.symbols:
-            raise ValueError("symbols: at least one symbol is needed")
-        for symbol in self.symbols:
-            validate_symbol(symbol)
+        object.__setattr__(self, "symbols", SymbolSelection.parse(self.symbols).entries)
         _check_url("ws_base", self.ws_base, ("ws", "wss"))
         _check_url("rest_base", self.rest_base, ("http", "https"))
         _check_port("ui_port", self.ui_port, lowest=1)
@@ -79,6 +79,16 @@ class InstallationSettings:
                 "127.0.0.1 behind the authenticated reverse proxy (docs/deployment.md), or pass --ui-allow-remote "
                 "(HARVEST_UI_ALLOW_REMOTE=true) to expose it anyway"
             )
+
+    @property
+    def symbol_selection(self) -> SymbolSelection:
+        """The ``symbols`` setting parsed: explicit symbols and selectors (resolved by the collector only)."""
+        return SymbolSelection.parse(self.symbols)
+
+    @property
+    def explicit_symbols(self) -> tuple[str, ...]:
+        """The symbols named explicitly (recorded whatever the exchange lists); none for ``top:5`` or ``all``."""
+        return self.symbol_selection.explicit
 
     def paths(self) -> DataPaths:
         """The installation's directories: the data root, with any area moved on its own."""
@@ -177,9 +187,9 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         raise ValueError(f"unknown harvest setting {name!r} ({origin})")
     type_name = _TYPES[name]
     try:
-        if type_name.startswith("tuple"):
+        if type_name.startswith("tuple"):  # the symbols: selectors lower case, symbols upper case
             parts = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(part).strip().upper() for part in parts if str(part).strip())
+            return tuple(canonical_entry(str(part)) for part in parts if str(part).strip())
         if type_name == "bool":
             return to_bool(value)
         if type_name == "int" and not isinstance(value, bool):

@@ -82,7 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="record from the exchange even if unreachable now (the collector retries with backoff)",
     )
     parser.add_argument("--data", dest="data_root", help="data root (HARVEST_DATA_ROOT; default ./data)")
-    parser.add_argument("--symbols", help="comma-separated symbols (HARVEST_SYMBOLS; default BTCUSDT)")
+    parser.add_argument(
+        "--symbols",
+        help="comma-separated symbols and/or selectors: top:N (the N busiest contracts by 24 h quote volume), all "
+        "(every trading contract), e.g. BTCUSDT,top:5, resolved again every HARVEST_SYMBOLS_REFRESH_S (default 3600) "
+        "(HARVEST_SYMBOLS; default BTCUSDT)",
+    )
     parser.add_argument("--ui-host", help="Dagster UI address (HARVEST_UI_HOST; default 127.0.0.1)")
     parser.add_argument("--ui-port", type=int, help="Dagster UI port (HARVEST_UI_PORT; default 3000)")
     parser.add_argument(
@@ -179,7 +184,7 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
     logs = paths.root / "logs"
     children: list[ChildSpec] = []
     if simulate:
-        simulator = ["simulate", "--port", str(simulator_port), "--symbols", ",".join(settings.symbols),
+        simulator = ["simulate", "--port", str(simulator_port), *simulator_symbols(settings),
                      "--rate", str(args.simulator_rate), "--ready-file", str(paths.root / SIMULATOR_READY_FILE),
                      "--accounting-file", str(paths.root / "simulator-accounting.json")]  # fmt: skip
         children.append(ChildSpec("simulator", harvest_argv(*simulator), env, logs / "simulator.log"))
@@ -197,6 +202,20 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
         metrics_url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
         children=children,
     )
+
+
+def simulator_symbols(settings: InstallationSettings) -> list[str]:
+    """The simulator's ``--symbols`` arguments: the explicit symbols when that is all the selection names; with a
+    selector (``top:5``, ``all``) the simulator's default instruments for the collector to choose from, plus the
+    explicit symbols beside the selector."""
+    selection = settings.symbol_selection
+    if not selection.has_selectors:
+        return ["--symbols", ",".join(selection.explicit)]
+    if not selection.explicit:
+        return []
+    from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS  # the simulator's package: only when simulating
+
+    return ["--symbols", ",".join(dict.fromkeys([*DEFAULT_SYMBOLS, *selection.explicit]))]
 
 
 def harvest_argv(*args: str) -> list[str]:

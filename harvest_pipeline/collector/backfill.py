@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Iterable
 
 import aiohttp
 
@@ -47,9 +48,17 @@ class TradeBackfiller:
         self.queue = HoleQueue(config.backfill_max_holes)
         self._wake = asyncio.Event()
         self._records = BackfillRecords(conn_id, intake.clock)
-        self._streams = {
-            entry.symbol: entry.name for entry in intake.entries.values() if entry.name.endswith("@aggTrade")
-        }
+        self._streams: dict[str, str] = {}
+        """Symbol -> its aggTrade stream, for every symbol recorded since start: holes found while a symbol was
+        recorded are still filled after it stops being recorded (the exchange keeps serving its history)."""
+        self.add_symbols(entry.symbol for entry in intake.entries.values())
+
+    def add_symbols(self, symbols: Iterable[str]) -> None:
+        """Accept the holes of symbols that started being recorded (those with an aggTrade stream)."""
+        for symbol in symbols:
+            entry = self._intake.entries.get(f"{symbol.lower()}@aggTrade".encode())
+            if entry is not None:
+                self._streams[symbol] = entry.name
 
     def request(self, symbol: str, first_id: int, last_id: int, cause: str) -> None:
         """Queue ids ``first_id..last_id`` of ``symbol`` for filling (on the asyncio thread)."""

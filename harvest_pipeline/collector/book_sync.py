@@ -31,8 +31,23 @@ class BookSync:
     def __init__(self, depth_streams: Iterable[str]):
         self._lock = threading.Lock()
         self._unsynced_since: dict[str, int] = {}
-        self._depth_kinds = {stream.partition("@")[2] for stream in depth_streams}
-        self.symbols = {stream.partition("@")[0].upper() for stream in depth_streams}
+        self._depth_kinds: set[str] = set()
+        self.symbols: set[str] = set()
+        self.add_streams(depth_streams)
+
+    def add_streams(self, depth_streams: Iterable[str]) -> None:
+        """Follow the books of more diff-depth streams (symbols that started being recorded)."""
+        for stream in depth_streams:
+            symbol, _, kind = stream.partition("@")
+            self._depth_kinds.add(kind)
+            self.symbols.add(symbol.upper())
+
+    def remove_symbols(self, symbols: Iterable[str]) -> None:
+        """Stop following the books of symbols no longer recorded (they are no longer reported unsynced)."""
+        with self._lock:
+            for symbol in symbols:
+                self.symbols.discard(symbol)
+                self._unsynced_since.pop(symbol, None)
 
     def symbol_of(self, stream: str) -> str | None:
         """The symbol whose book ``stream`` feeds, if it is a depth or snapshot stream of this collector."""
@@ -42,7 +57,8 @@ class BookSync:
     def mark_unsynced(self, symbol: str, since_ns: int) -> None:
         """``symbol``'s recording needs a snapshot received at or after ``since_ns``."""
         with self._lock:
-            self._unsynced_since[symbol] = max(since_ns, self._unsynced_since.get(symbol, since_ns))
+            if symbol in self.symbols:  # a loss reported after its symbol was removed marks nothing
+                self._unsynced_since[symbol] = max(since_ns, self._unsynced_since.get(symbol, since_ns))
 
     def snapshots_written(self, lines: list[Line]) -> None:
         """Snapshot records reached a segment: each syncs its symbol if it was received after the last break."""

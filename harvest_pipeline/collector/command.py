@@ -59,7 +59,9 @@ def run_collect(args: argparse.Namespace) -> int:
         log.error("invalid collector configuration: %s", exc)
         return 2
     paths = settings.paths()
-    log.info("collector %s: %d symbols, segments under %s", config.collector_id, len(config.symbols), paths.segments)
+    log.info(
+        "collector %s: symbols %s, segments under %s", config.collector_id, ",".join(config.symbols), paths.segments
+    )
     try:
         return asyncio.run(run_until_signalled(CollectorService(config, paths, fs)))
     except CollectorLocked as exc:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from harvest_pipeline.segments import validate_collector_id
 from harvest_pipeline.settings import InstallationSettings, env_name, load_settings, to_bool
-from harvest_pipeline.symbols import validate_symbol
+from harvest_pipeline.symbols import SymbolSelection
 
 DEFAULT_SETTINGS = InstallationSettings()
 
@@ -25,10 +25,26 @@ MAX_STREAMS_PER_CONNECTION = 200
 
 DEFAULT_ROUTES: dict[str, str] = {
     "aggTrade": "market",
+    "trade": "market",
+    "markPrice@1s": "market",
+    "forceOrder": "market",
+    "kline_1m": "market",
     "depth@100ms": "public",
     "bookTicker": "public",
 }
 """Which routed endpoint serves each stream kind (Binance USD-M since 2026-04-23; a wrong route is silent)."""
+
+DEFAULT_STREAM_KINDS = ("aggTrade", "depth@100ms", "bookTicker", "markPrice@1s", "forceOrder", "kline_1m")
+"""What is recorded unless told otherwise. ``trade`` (every fill, several times the aggTrade volume) only on request."""
+
+QUIET_STREAM_KINDS = frozenset({"forceOrder"})
+"""Stream kinds that legitimately send nothing for hours (liquidations): the watchdog never fires on their silence and
+/healthz shows them ``quiet``; their connection is watched through the other streams it carries."""
+
+
+def is_quiet_stream(stream: str) -> bool:
+    """Whether ``stream`` (``<symbol>@<kind>``) is of a kind whose silence is normal."""
+    return stream.partition("@")[2] in QUIET_STREAM_KINDS
 
 
 @dataclass(frozen=True)
@@ -36,7 +52,13 @@ class CollectorConfig:
     """Everything the collector can be told. Times are seconds, sizes bytes."""
 
     symbols: tuple[str, ...] = DEFAULT_SETTINGS.symbols
-    stream_kinds: tuple[str, ...] = ("aggTrade", "depth@100ms", "bookTicker")
+    """Explicit symbols and/or the selectors ``top:N`` and ``all`` (``harvest_pipeline.symbols``): read it through
+    ``symbol_selection``; the symbols recorded at a given moment are the service's (``CollectorService.symbols``)."""
+    symbols_refresh_s: float = 3600.0
+    """How often the selectors (``top:N``, ``all``) are resolved again from REST (exchangeInfo weight 1, plus
+    ticker/24hr weight 40 for ``top:N``); symbols that enter are subscribed, those that leave closed, without a
+    restart. A selection of explicit symbols only never asks."""
+    stream_kinds: tuple[str, ...] = DEFAULT_STREAM_KINDS
     routes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
     ws_base: str = DEFAULT_SETTINGS.ws_base
     rest_base: str = DEFAULT_SETTINGS.rest_base
@@ -67,6 +89,12 @@ class CollectorConfig:
     backfill_max_attempts: int = 5
     backfill_retry_max_s: float = 30.0
     backfill_max_holes: int = 10_000
+    open_interest_interval_s: float = 60.0
+    """Every symbol's open interest is polled from REST ``/fapi/v1/openInterest`` this often, the symbols spread evenly
+    over the interval (0: off). Weight 1 per poll."""
+    open_interest_weight_share: float = 0.1
+    """The most of ``rest_weight_per_minute`` the open-interest polls may spend; more symbols than that allows at
+    ``open_interest_interval_s`` stretch the interval (logged at start)."""
     segment_max_age_s: float = DEFAULT_SETTINGS.segment_max_age_s
     segment_max_bytes: int = 64 * 1024 * 1024
     fsync_interval_s: float = 1.0
@@ -82,10 +110,9 @@ class CollectorConfig:
     fs_factory: str | None = None
 
     def __post_init__(self) -> None:
-        for symbol in self.symbols:
-            validate_symbol(symbol)
-        if not self.symbols:
-            raise ValueError("at least one symbol is needed")
+        object.__setattr__(self, "symbols", SymbolSelection.parse(self.symbols).entries)
+        if self.symbols_refresh_s <= 0:
+            raise ValueError(f"symbols_refresh_s must be positive, not {self.symbols_refresh_s}")
         validate_collector_id(self.collector_id)
         for kind in self.stream_kinds:
             if kind not in self.routes:
@@ -94,12 +121,27 @@ class CollectorConfig:
             raise ValueError(f"streams_per_connection must be 1-{MAX_STREAMS_PER_CONNECTION}")
         if self.segment_max_age_s <= 0 or self.segment_max_bytes <= 0:
             raise ValueError("segment_max_age_s and segment_max_bytes must be positive")
+        if self.open_interest_interval_s < 0:
+            raise ValueError("open_interest_interval_s must be >= 0 (0 turns the open-interest polls off)")
+        if not 0 < self.open_interest_weight_share <= 1:
+            raise ValueError("open_interest_weight_share must be in (0, 1]")
 
-    def streams_by_route(self) -> dict[str, list[str]]:
-        """Stream names (lower-case symbol ``@`` kind) grouped by the routed endpoint that serves them."""
+    @property
+    def symbol_selection(self) -> SymbolSelection:
+        """``symbols`` parsed: the explicit symbols and the selectors."""
+        return SymbolSelection.parse(self.symbols)
+
+    def streams_of(self, symbol: str) -> list[str]:
+        """The stream names of one symbol, one per configured kind."""
+        return [f"{symbol.lower()}@{kind}" for kind in self.stream_kinds]
+
+    def streams_by_route(self, symbols: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """Stream names (lower-case symbol ``@`` kind) of ``symbols`` (default: the explicit ones) grouped by the
+        routed endpoint that serves them, symbol by symbol: a connection then carries every kind of its symbols, so
+        its quiet streams share it with watched ones."""
         grouped: dict[str, list[str]] = {}
-        for kind in self.stream_kinds:
-            for symbol in self.symbols:
+        for symbol in self.symbol_selection.explicit if symbols is None else symbols:
+            for kind in self.stream_kinds:
                 grouped.setdefault(self.routes[kind], []).append(f"{symbol.lower()}@{kind}")
         return grouped
 

@@ -65,6 +65,7 @@ class Connection:
         self._seq = 0
         self._frames = 0
         self._ws: BatchingClientConnection | None = None
+        self._connecting: asyncio.Future[websockets.ClientConnection] | None = None
         self._close_reason: str | None = None
         self._unprocessed = 0
 
@@ -88,6 +89,8 @@ class Connection:
         self._close_reason = reason
         if self._ws is not None:
             await self._ws.close()
+        elif self._connecting is not None:  # still in the handshake: give it up now, not at the connect timeout
+            self._connecting.cancel()
 
     async def run(self) -> str:
         """Connect, subscribe and read until the connection ends; returns the disconnect reason."""
@@ -110,22 +113,30 @@ class Connection:
                 connected_s=round(self.connected_for_s, 3),
             )
             for name in self.streams:
-                state = self._intake.streams[name]
-                if state.connection == self.conn_id:
+                state = self._intake.streams.get(name)  # None: a stream removed from the recorded symbols
+                if state is not None and state.connection == self.conn_id:
                     state.watch_since_ns = None
             log.info("disconnected %s (%s, %d frames): %s", self.conn_id, self.route, self._frames, reason)
         return reason
 
     async def _connect_and_read(self) -> str:
+        connect = websockets.connect(
+            self.url,
+            create_connection=BatchingClientConnection,
+            max_size=self._config.max_frame_bytes,
+            open_timeout=self._config.connect_timeout_s,
+            close_timeout=CLOSE_TIMEOUT_S,
+            compression=None,
+        )
+        self._connecting = asyncio.ensure_future(connect)
         try:
-            ws = await websockets.connect(
-                self.url,
-                create_connection=BatchingClientConnection,
-                max_size=self._config.max_frame_bytes,
-                open_timeout=self._config.connect_timeout_s,
-                close_timeout=CLOSE_TIMEOUT_S,
-                compression=None,
-            )
+            ws = await self._connecting
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._close_reason is None or (task is not None and task.cancelling()):
+                raise  # the task itself was cancelled, not only the handshake
+            self.end_kind = "replaced"
+            return self._close_reason
         except InvalidStatus as exc:
             self.retry_after_s = parse_retry_after(exc.response.headers.get("Retry-After"))
             self.end_kind = "rate_limited" if exc.response.status_code in (418, 429) else "connect_failed"
@@ -142,9 +153,10 @@ class Connection:
         self.connected_at = time.monotonic()
         now = self._intake.clock()
         for name in self.streams:
-            state = self._intake.streams[name]
-            state.connection = self.conn_id
-            state.watch_since_ns = now
+            state = self._intake.streams.get(name)
+            if state is not None:
+                state.connection = self.conn_id
+                state.watch_since_ns = now
         self._control("connect", url=self.url, route=self.route, streams=self.streams)
         log.info("connected %s to %s with %d streams", self.conn_id, self.url, len(self.streams))
         try:

@@ -7,12 +7,12 @@ found in the frame) so the per-frame work is a dict lookup, a few attribute writ
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from harvest_pipeline.collector.book_sync import BookSync
 from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger
-from harvest_pipeline.collector.config import CollectorConfig
+from harvest_pipeline.collector.config import CollectorConfig, is_quiet_stream
 from harvest_pipeline.collector.metrics import CollectorMetrics
 from harvest_pipeline.collector.sequencing import AggTradeSequence, DepthSequence, Gap, sequence_for
 from harvest_pipeline.collector.streams import StreamState
@@ -51,12 +51,28 @@ class Intake:
         self.entries: dict[bytes, StreamEntry] = {}
         self.request_snapshot: Callable[[str, str], None] = lambda symbol, reason: None
         self.request_backfill: Callable[[str, int, int, str], None] = lambda symbol, first, last, cause: None
-        for route, names in config.streams_by_route().items():
+        self.add_streams(config.streams_by_route())
+
+    def add_streams(self, by_route: Mapping[str, Iterable[str]]) -> None:
+        """Start tracking streams (route -> names) before a connection subscribes them."""
+        for route, names in by_route.items():
             for name in names:
-                state = StreamState(name, route)
+                state = StreamState(name, route, quiet=is_quiet_stream(name))
                 self.streams[name] = state
                 symbol = name.partition("@")[0].upper()
                 self.entries[name.encode()] = StreamEntry(name, state, sequence_for(name), symbol)
+
+    def unwatch_streams(self, names: Iterable[str]) -> None:
+        """Stop reporting and watching streams about to be closed (/healthz, metrics, watchdog); frames still
+        arriving on their connection until it closes are recorded as before (``forget_streams`` afterwards)."""
+        for name in names:
+            self.streams.pop(name, None)
+
+    def forget_streams(self, names: Iterable[str]) -> None:
+        """Drop streams no connection carries any more: a frame naming one is now a ``bad_frame``."""
+        for name in names:
+            self.streams.pop(name, None)
+            self.entries.pop(name.encode(), None)
 
     def emit(self, line: Line) -> None:
         """Queue one record; if the queue is full, count it as lost (the writer records the loss later)."""

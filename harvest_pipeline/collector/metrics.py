@@ -48,6 +48,25 @@ class CollectorMetrics:
         self.backfill_holes_pending = Gauge(
             "harvest_backfill_holes_pending", "Trade holes waiting for the REST backfill", registry=r
         )
+        self.open_interest_polls = Counter(
+            "harvest_open_interest_polls",
+            "REST openInterest polls by outcome (ok, bad_body, error, http_<status>, skipped)",
+            ["symbol", "outcome"],
+            registry=r,
+        )
+        self.open_interest_last_ok = Gauge(
+            "harvest_open_interest_last_ok_timestamp_seconds",
+            "Receive time (Unix seconds) of the last open interest stored per symbol",
+            ["symbol"],
+            registry=r,
+        )
+        self.symbols_recorded = Gauge("harvest_symbols_recorded", "Symbols whose streams are subscribed", registry=r)
+        self.symbol_changes = Counter(
+            "harvest_symbol_changes", "Symbols added to or removed from the recording", ["change"], registry=r
+        )
+        self.symbol_refreshes = Counter(
+            "harvest_symbol_refreshes", "Resolutions of the top:N / all selectors by outcome", ["outcome"], registry=r
+        )
         self.write_errors = Counter("harvest_write_errors", "Failed disk operations (retried)", ["op"], registry=r)
         self.lines_written = Counter("harvest_lines_written", "Records appended to open segments", registry=r)
         self.segments_sealed = Counter("harvest_segments_sealed", "Segments sealed", registry=r)
@@ -88,16 +107,22 @@ class _LiveCollector(Collector):
         frames = CounterMetricFamily("harvest_frames", "Frames received per stream", labels=["stream"])
         nbytes = CounterMetricFamily("harvest_frame_bytes", "Frame bytes received per stream", labels=["stream"])
         age = GaugeMetricFamily("harvest_last_frame_age_seconds", "Seconds since the last frame", labels=["stream"])
+        watched = GaugeMetricFamily(
+            "harvest_stream_watched",
+            "1 if the watchdog watches the stream, 0 if its silence is normal",
+            labels=["stream"],
+        )
         dropped = CounterMetricFamily("harvest_dropped_lines", "Lines refused by the full queue", labels=["stream"])
         now_ns = self._clock()
         for name, state in list(self._streams.items()):
             frames.add_metric([name], state.frames)
             nbytes.add_metric([name], state.bytes)
+            watched.add_metric([name], 0 if state.quiet else 1)
             if state.last_recv_ns is not None:
                 age.add_metric([name], (now_ns - state.last_recv_ns) / 1e9)
         for name, count in list(self._ledger.total.items()):
             dropped.add_metric([name], count)
-        yield from (frames, nbytes, age, dropped)
+        yield from (frames, nbytes, age, watched, dropped)
         yield GaugeMetricFamily("harvest_queue_lines", "Lines waiting for the writer", value=self._queue.depth)
         yield GaugeMetricFamily("harvest_queue_bytes", "Bytes waiting for the writer", value=self._queue.bytes)
         yield GaugeMetricFamily("harvest_rss_bytes", "Resident set size", value=self._process.memory_info().rss)

@@ -1,4 +1,5 @@
-"""The request-weight budget every REST caller of one collector shares (depth snapshots, trade backfill).
+"""The request-weight budget every REST caller of one collector shares (depth snapshots, trade backfill, open
+interest), and the budgeted GET they use.
 
 Binance counts request weight per IP and minute (``X-MBX-USED-WEIGHT-1M``); going over it earns HTTP 429, and
 ignoring a 429 earns 418, an IP ban. So the collector keeps one sliding one-minute window of the weight it spent,
@@ -9,7 +10,13 @@ weight a depth snapshot needs.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from dataclasses import dataclass
+
+import aiohttp
+
+from harvest_pipeline.collector.connection import parse_retry_after
 
 WEIGHT_WINDOW_S = 60.0
 DEFAULT_RETRY_AFTER_S = 60.0
@@ -59,3 +66,31 @@ class WeightBudget:
     def pause(self, seconds: float, now: float) -> None:
         """Stop every caller for ``seconds`` (a 429/418 with its ``Retry-After``)."""
         self.paused_until = max(self.paused_until, now + seconds)
+
+
+@dataclass(frozen=True)
+class RestAnswer:
+    """One budgeted REST request's outcome: the status (None when no answer came: network error or timeout), the
+    body, the ``Retry-After`` of a 429/418, and ``error`` when no answer came."""
+
+    status: int | None
+    body: bytes
+    retry_after_s: float | None
+    error: str | None = None
+
+
+async def budgeted_get(
+    session: aiohttp.ClientSession, url: str, params: dict[str, str], budget: WeightBudget, weight: int
+) -> RestAnswer:
+    """``GET url`` charged to ``budget`` at ``weight``, noting the server's ``X-MBX-USED-WEIGHT-1M``; never raises
+    for a network problem or a timeout (the session's)."""
+    budget.spend(weight, time.monotonic())
+    try:
+        async with session.get(url, params=params) as response:
+            body = await response.read()
+            used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+            if used is not None and used.isdigit():
+                budget.server_reports(int(used), time.monotonic())
+            return RestAnswer(response.status, body, parse_retry_after(response.headers.get("Retry-After")))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return RestAnswer(None, b"", None, f"{type(exc).__name__}: {exc}")

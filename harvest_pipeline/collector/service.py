@@ -27,13 +27,16 @@ from harvest_pipeline.collector.backfill import TradeBackfiller
 from harvest_pipeline.collector.book_sync import BookSync
 from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger, LossKey, StreamLoss
 from harvest_pipeline.collector.config import CollectorConfig
+from harvest_pipeline.collector.down_time import DownTime
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.metrics import CollectorMetrics, start_http
+from harvest_pipeline.collector.open_interest import OpenInterestPoller
+from harvest_pipeline.collector.recorded_symbols import RecordedSymbols, depth_streams
 from harvest_pipeline.collector.rest_budget import WeightBudget
-from harvest_pipeline.collector.resume import LastRun, find_last_run
-from harvest_pipeline.collector.sequencing import AggTradeSequence, DepthSequence, sequence_for
 from harvest_pipeline.collector.shard import Shard
+from harvest_pipeline.collector.shard_set import ShardSet
 from harvest_pipeline.collector.snapshots import SnapshotFetcher
+from harvest_pipeline.collector.symbol_refresh import SymbolRefresher
 from harvest_pipeline.collector.watchdog import Watchdog
 from harvest_pipeline.collector.writer import SegmentWriter, WriterEvents
 from harvest_pipeline.paths import DataPaths
@@ -82,7 +85,6 @@ def acquire_lock(open_dir: Path) -> int:
 DISK_CHECK_INTERVAL_S = 2.0
 DROP_HEALTH_WINDOW_S = 5.0
 """/healthz stays non-200 this long after the last dropped record."""
-ID_KEYS: dict[type, bytes] = {AggTradeSequence: b'"a":', DepthSequence: b'"u":'}
 
 
 class _BookEvents(WriterEvents):
@@ -125,8 +127,8 @@ class CollectorService:
         self.namer = SegmentNamer(config.collector_id)
         self.queue = BoundedLineQueue(config.queue_max_lines, config.queue_max_bytes)
         self.ledger = DropLedger()
-        streams = [name for names in config.streams_by_route().values() for name in names]
-        self.book = BookSync([name for name in streams if isinstance(sequence_for(name), DepthSequence)])
+        explicit = config.symbol_selection.explicit
+        self.book = BookSync(depth_streams(config.streams_by_route(explicit)))
         self.intake = Intake(config, self.queue, self.ledger, clock, self.metrics, self.book)
         self._book_events = _BookEvents(self.book)
         self.writer = SegmentWriter(
@@ -147,25 +149,23 @@ class CollectorService:
         self._fs = fs
         self._rng = rng or random.Random()
         self._conn_numbers = itertools.count(1)
-        self.shards = self._build_shards()
+        self.shard_set = ShardSet(self.intake, config, self._new_conn_id, self._rng)
+        self.shard_set.lay_out(config.streams_by_route(explicit))
+        self.recorded = RecordedSymbols(explicit, config, self.intake, self.book, self.shard_set, self.metrics)
         self.metrics_port: int | None = None
+        self.open_interest: OpenInterestPoller | None = None
+        self.refresher: SymbolRefresher | None = None
+        self.down_time = DownTime(config, self.intake, self.open_dir, paths.sealed_segments, self.namer.boot_id)
 
-    def _build_shards(self) -> list[Shard]:
-        shards: list[Shard] = []
-        size = self.config.streams_per_connection
-        for route, names in self.config.streams_by_route().items():
-            for start in range(0, len(names), size):
-                shard = Shard(
-                    len(shards),
-                    route,
-                    names[start : start + size],
-                    self.intake,
-                    self.config,
-                    self._new_conn_id,
-                    self._rng,
-                )
-                shards.append(shard)
-        return shards
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols recorded now: the explicit ones, plus what the selectors resolved to last."""
+        return self.recorded.symbols
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The shards running now."""
+        return self.shard_set.shards
 
     def _new_conn_id(self) -> str:
         return f"{self.namer.boot_id}-{next(self._conn_numbers)}"
@@ -185,6 +185,8 @@ class CollectorService:
         elif self.disk_free is not None and self.disk_free < self.config.disk_free_warn_bytes:
             guard_mb = self.config.disk_free_warn_bytes / 1e6
             problems.append(f"free disk {self.disk_free / 1e6:.1f} MB below the guard of {guard_mb:.1f} MB")
+        symbols, symbol_problems = self._symbols_health()
+        problems += symbol_problems
         unsynced = self.book.unsynced()
         for symbol, since in sorted(unsynced.items()):
             problems.append(f"{symbol} order book has no valid snapshot for {(now - since) / 1e9:.1f} s")
@@ -205,12 +207,22 @@ class CollectorService:
         report: dict[str, object] = {
             "status": "ok" if healthy else "degraded",
             "problems": problems,
+            "symbols": symbols,
             "streams": streams,
             "writer": writer,
             "books_synced": books,
             "disk_free_bytes": self.disk_free,
         }
+        if self.open_interest is not None:
+            report["open_interest"] = self.open_interest.health()
         return healthy, report
+
+    def _symbols_health(self) -> tuple[dict[str, object], list[str]]:
+        report: dict[str, object] = {"recorded": list(self.symbols)}
+        if self.refresher is None:
+            return report, []
+        problem = self.refresher.problem()
+        return {**report, **self.refresher.health()}, [problem] if problem else []
 
     def _writer_problems(self) -> list[str]:
         writer = self.writer
@@ -223,53 +235,21 @@ class CollectorService:
             problems.append(writer.seal_error)
         return problems
 
-    def _resume_after_last_run(self) -> None:
-        """Declare the time the previous run of this collector id was down, and resume the id trackers there."""
-        id_keys = {entry.name: ID_KEYS.get(type(entry.sequence)) for entry in self.intake.entries.values()}
-        try:
-            last = find_last_run(self.open_dir, self.paths.sealed_segments, self.config.collector_id, id_keys)
-        except OSError as exc:
-            log.error("cannot read where the previous run stopped: %s; its down time is not declared", exc)
-            return
-        if last is not None:
-            self.writer.add_initial(self._down_time_records(last))
-
-    def _down_time_records(self, last: LastRun) -> list[Line]:
-        now_ns = self.intake.clock()
-        how = "crash" if last.crashed else "restart"
-        lines = []
-        for name, position in last.positions.items():
-            lines.append(
-                self.writer.control_line(
-                    "gap",
-                    name,
-                    reason=f"collector down ({how})",
-                    from_time_ms=position.last_recv_ns // 1_000_000,
-                    to_time_ms=now_ns // 1_000_000,
-                    last_id=position.last_id,
-                    segment=last.segment,
-                )
-            )
-            sequence = self.intake.entries[name.encode()].sequence
-            if sequence is not None and position.last_id is not None:
-                sequence.resume_after(position.last_id, f"ids missed while the collector was down ({how})")
-        log.warning(
-            "previous run ended by %s in %s; down time declared for %d stream(s)", how, last.segment, len(lines)
-        )
-        return lines
-
     async def run(self, stop: asyncio.Event) -> int:
         """Collect until ``stop`` is set; returns the process exit code."""
         lock_fd = acquire_lock(self.open_dir)
         try:
             loop = asyncio.get_running_loop()
-            self._resume_after_last_run()
+            budget = WeightBudget(self.config.rest_weight_per_minute)
+            if self.config.symbol_selection.has_selectors:  # before the resumption, which needs the first symbols
+                self.refresher = SymbolRefresher(self.config, budget, self.metrics, self._rng, self.intake.clock)
+                await self.refresher.refresh(self.recorded.change)
+            self.down_time.declare_at_start(self.writer, self.refresher is not None and self.refresher.resolved is None)
             self.writer.start()
             self._check_disk()
             runner, self.metrics_port = await start_http(
                 self.config.metrics_host, self.config.metrics_port, self.metrics, self.health
             )
-            budget = WeightBudget(self.config.rest_weight_per_minute)
             fetcher = SnapshotFetcher(self.config, self.intake, f"{self.namer.boot_id}-rest", self._rng, budget)
             self.intake.request_snapshot = fetcher.request
 
@@ -277,6 +257,7 @@ class CollectorService:
                 loop.call_soon_threadsafe(fetcher.request, symbol, reason)
 
             self._book_events.request_snapshot = request_from_writer_thread
+            self._follow_symbols(fetcher.add_symbols, fetcher.remove_symbols)
             background_tasks = [fetcher.run(), fetcher.refresh_periodically()]
             if self.config.backfill:
                 backfiller = TradeBackfiller(
@@ -288,9 +269,19 @@ class CollectorService:
                     loop.call_soon_threadsafe(backfiller.request, symbol, first_id, last_id, cause)
 
                 self._book_events.request_backfill = backfill_from_writer_thread
+                self.recorded.on_added.append(backfiller.add_symbols)  # holes found before are still filled
                 background_tasks.append(backfiller.run())
-            shards_by_stream = {name: shard for shard in self.shards for name in shard.streams}
-            watchdog = Watchdog(self.intake, shards_by_stream, self.config.watchdog_s)
+            if self.config.open_interest_interval_s > 0:
+                self.open_interest = OpenInterestPoller(
+                    self.config, self.intake, f"{self.namer.boot_id}-open-interest", budget
+                )
+                self._follow_symbols(self.open_interest.add_symbols, self.open_interest.remove_symbols)
+                background_tasks.append(self.open_interest.run())
+            watchdog = Watchdog(self.intake, self.shard_set.by_stream, self.config.watchdog_s)
+            if self.refresher is not None:
+                self.recorded.on_added.append(self.down_time.declare_for_first_symbols)
+                watchdog.on_fire = self._silent_selected_symbol
+                background_tasks.append(self.refresher.run(self._apply_resolved))
             background = [
                 *(asyncio.create_task(task) for task in background_tasks),
                 asyncio.create_task(watchdog.run()),
@@ -300,14 +291,31 @@ class CollectorService:
             # the collected generations, a full collection scans only what the feed allocates, ~0.2 ms instead of
             # 15-25 ms of a stopped event loop (bench/backfill_latency.py).
             gc.freeze()
-            for shard in self.shards:
-                shard.start()
+            self.shard_set.start()
             self._write_ready_file()
             writer_died = await self._wait_for_stop_or_writer_death(stop)
             code = await self._shutdown(background, runner)
             return 1 if writer_died else code
         finally:
             os.close(lock_fd)
+
+    async def _apply_resolved(self, symbols: tuple[str, ...]) -> None:
+        try:
+            await self.recorded.change(symbols)
+        finally:  # only the first resolution after a start without one declares a down time
+            self.down_time.selectors_resolved()
+
+    def _follow_symbols(self, add: Callable[[list[str]], None], remove: Callable[[list[str]], None]) -> None:
+        """Hand a per-symbol part the symbols recorded now, and every later change."""
+        add(list(self.symbols))
+        self.recorded.on_added.append(add)
+        self.recorded.on_removed.append(remove)
+
+    def _silent_selected_symbol(self, stream: str) -> None:
+        """A watchdog fired: a symbol a selector chose may have been delisted; ask the exchange early."""
+        symbol = stream.partition("@")[0].upper()
+        if self.refresher is not None and symbol not in self.config.symbol_selection.explicit:
+            self.refresher.request_refresh(f"{stream} silent")
 
     def _check_disk(self) -> None:
         try:
@@ -344,7 +352,7 @@ class CollectorService:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await asyncio.gather(*(shard.stop() for shard in self.shards))
+        await self.shard_set.stop()
         await runner.cleanup()  # type: ignore[attr-defined]
         remaining = max(1.0, deadline - time.monotonic())
         ok = await asyncio.to_thread(self.writer.stop, remaining)

@@ -3,7 +3,8 @@
 Reconnects use capped exponential backoff with jitter (reset once a connection has stayed up ``stable_after_s``) and
 honour ``Retry-After``. Replacements (lifetime rotation before the 24 h cut, watchdog) overlap: the new connection
 is opened and given ``rotation_overlap_s`` to deliver data before the old one is closed, so nothing is missed;
-duplicates from the overlap are removed downstream by exchange ids.
+duplicates from the overlap are removed downstream by exchange ids. A change of the recorded symbols hands a shard
+over to another shard the same way (``hand_over_to``; ``layout.py`` plans which).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from collections.abc import Callable
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.connection import Connection
 from harvest_pipeline.collector.intake import Intake
+from harvest_pipeline.collector.layout import ShardLayout
 
 log = logging.getLogger(__name__)
+
+HAND_OVER_POLL_S = 0.05
 
 
 def backoff_delay(attempt: int, initial_s: float, cap_s: float, rng: random.Random) -> float:
@@ -52,11 +56,28 @@ class Shard:
         self._wake = asyncio.Event()
         self._replace_reason: str | None = None
         self._stopping = False
+        self._stop_reason = "shutdown"
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Run the shard in a task."""
-        self._task = asyncio.create_task(self._run(), name=f"shard-{self.index}-{self.route}")
+    @property
+    def layout(self) -> ShardLayout:
+        """The route and streams of this shard."""
+        return ShardLayout(self.route, tuple(self.streams))
+
+    def start(self, delay_s: float | None = None) -> None:
+        """Run the shard in a task, connecting after ``delay_s`` (default: staggered by its index)."""
+        delay = self.index * self._config.connect_stagger_s if delay_s is None else delay_s
+        self._task = asyncio.create_task(self._run(delay), name=f"shard-{self.index}-{self.route}")
+
+    async def hand_over_to(self, successor: Shard, reason: str) -> None:
+        """Close this shard once ``successor`` (already started) delivers data, or after ``rotation_overlap_s``."""
+        deadline = time.monotonic() + self._config.rotation_overlap_s
+        while time.monotonic() < deadline and not self._stopping:
+            conn = successor.current
+            if conn is not None and conn.first_data.is_set():
+                break
+            await asyncio.sleep(HAND_OVER_POLL_S)
+        await self.stop(reason)
 
     def request_replace(self, reason: str) -> None:
         """Replace the current connection with overlap (watchdog); ignored while a replacement is pending."""
@@ -64,25 +85,31 @@ class Shard:
             self._replace_reason = reason
             self._wake.set()
 
-    async def stop(self) -> None:
-        """Close the connection(s) and end the shard."""
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Close the connection(s), recorded as a disconnect with ``reason``, and end the shard."""
+        if not self._stopping:
+            self._stop_reason = reason
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, self._config.connect_timeout_s)
-            except TimeoutError:
-                log.warning("shard %d did not stop in time; cancelled", self.index)
+        task = self._task
+        if task is None or task.done():
+            return
+        try:  # shielded: a caller cancelled meanwhile (shutdown during a hand-over) leaves the shard ending cleanly
+            await asyncio.wait_for(asyncio.shield(task), self._config.connect_timeout_s)
+        except TimeoutError:
+            log.warning("shard %d did not stop in time; cancelled", self.index)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
-    async def _run(self) -> None:
-        await asyncio.sleep(self.index * self._config.connect_stagger_s)
+    async def _run(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
         attempt = 0
         while not self._stopping:
             conn = self._open()
             task = asyncio.create_task(conn.run())
             conn, task = await self._supervise(conn, task)
             if self._stopping:
-                await self._end(conn, task, "shutdown")
+                await self._end(conn, task, self._stop_reason)
                 return
             await task
             self._intake.metrics.reconnects.labels(conn.end_kind).inc()

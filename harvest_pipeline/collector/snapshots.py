@@ -18,9 +18,8 @@ import time
 import aiohttp
 
 from harvest_pipeline.collector.config import CollectorConfig
-from harvest_pipeline.collector.connection import parse_retry_after
 from harvest_pipeline.collector.intake import Intake
-from harvest_pipeline.collector.rest_budget import DEFAULT_RETRY_AFTER_S, WeightBudget
+from harvest_pipeline.collector.rest_budget import DEFAULT_RETRY_AFTER_S, WeightBudget, budgeted_get
 from harvest_pipeline.collector.shard import backoff_delay
 from harvest_pipeline.segments import encode_control, encode_snapshot
 
@@ -54,26 +53,44 @@ class SnapshotFetcher:
         self._budget = budget
         self._weight = depth_weight(config.snapshot_limit)
         self._depth_kind = next((k for k in config.stream_kinds if k.startswith("depth")), "depth")
+        self._has_diffs = any(kind.split("@")[0] == "depth" for kind in config.stream_kinds)
+        self.symbols: list[str] = []
+        """The symbols whose diff-depth stream is recorded (snapshots of others are never fetched)."""
+
+    def add_symbols(self, symbols: list[str]) -> None:
+        """Serve the books of symbols that started being recorded (their first diffs ask for the snapshot)."""
+        if self._has_diffs:
+            self.symbols += [symbol for symbol in symbols if symbol not in self.symbols]
+
+    def remove_symbols(self, symbols: list[str]) -> None:
+        """Forget symbols no longer recorded, with any snapshot still pending for them."""
+        for symbol in symbols:
+            if symbol in self.symbols:
+                self.symbols.remove(symbol)
+            self._pending.pop(symbol, None)
+            self._failures.pop(symbol, None)
+            self._not_before.pop(symbol, None)
 
     def request(self, symbol: str, reason: str) -> None:
         """Ask for a snapshot of ``symbol`` (deduplicated: one pending request per symbol)."""
-        if symbol not in self._pending:
+        if symbol not in self._pending and symbol in self.symbols:
             self._pending[symbol] = reason
             self._wake.set()
 
     async def refresh_periodically(self) -> None:
         """Ask for a snapshot of every symbol with depth diffs once per ``snapshot_refresh_s``, one symbol after the
-        other at even spacing, so the symbols never refresh together (cancelled at shutdown)."""
+        other at even spacing, so the symbols never refresh together (cancelled at shutdown). The symbols of each
+        round are those recorded when it starts."""
         interval = self._config.snapshot_refresh_s
-        symbols = self._config.symbols if any(k.split("@")[0] == "depth" for k in self._config.stream_kinds) else ()
-        if interval <= 0 or not symbols:
+        if interval <= 0 or not self._has_diffs:
             return
-        spacing = interval / len(symbols)
-        await asyncio.sleep(spacing)  # the start-up snapshots are fresh
         while True:
+            symbols = list(self.symbols)
+            if not symbols:
+                await asyncio.sleep(interval)
             for symbol in symbols:
-                self.request(symbol, "periodic refresh")
-                await asyncio.sleep(spacing)
+                await asyncio.sleep(interval / len(symbols))  # first: the start-up snapshots are fresh
+                self.request(symbol, "periodic refresh")  # ignored if the symbol was removed meanwhile
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -116,18 +133,10 @@ class SnapshotFetcher:
         url = f"{self._config.rest_base.rstrip('/')}/fapi/v1/depth"
         params = {"symbol": symbol, "limit": str(self._config.snapshot_limit)}
         requested_ns = self._intake.clock()
-        self._budget.spend(self._weight, time.monotonic())
-        try:
-            async with session.get(url, params=params) as response:
-                body = await response.read()
-                used = response.headers.get("X-MBX-USED-WEIGHT-1M")
-                if used is not None and used.isdigit():
-                    self._budget.server_reports(int(used), time.monotonic())
-                status, retry_after = response.status, parse_retry_after(response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._retry_later(symbol, reason, f"{type(exc).__name__}: {exc}")
-            return
-        if status == 200:
+        answer = await budgeted_get(session, url, params, self._budget, self._weight)
+        if answer.status is None:
+            self._retry_later(symbol, reason, answer.error or "no answer")
+        elif answer.status == 200:
             self._failures.pop(symbol, None)
             self._not_before.pop(symbol, None)
             self._intake.metrics.snapshots.labels("ok").inc()
@@ -137,17 +146,17 @@ class SnapshotFetcher:
                     self.conn_id,
                     self._next_seq(),
                     symbol,
-                    body,
+                    answer.body,
                     limit=self._config.snapshot_limit,
                     reason=reason,
                     requested_ns=requested_ns,
                 )
             )
-            log.info("depth snapshot of %s stored (%s, %d bytes)", symbol, reason, len(body))
-        elif status in (418, 429):
-            self._rate_limited(symbol, reason, status, retry_after)
+            log.info("depth snapshot of %s stored (%s, %d bytes)", symbol, reason, len(answer.body))
+        elif answer.status in (418, 429):
+            self._rate_limited(symbol, reason, answer.status, answer.retry_after_s)
         else:
-            self._retry_later(symbol, reason, f"HTTP {status}: {body[:200]!r}")
+            self._retry_later(symbol, reason, f"HTTP {answer.status}: {answer.body[:200]!r}")
 
     def _rate_limited(self, symbol: str, reason: str, status: int, retry_after: float | None) -> None:
         pause = retry_after if retry_after is not None else DEFAULT_RETRY_AFTER_S

@@ -3,13 +3,20 @@
 A stream counts as silent from the moment its connection opened (a wrong-route subscription is acknowledged and then
 sends nothing, so "never spoke" must fire too). A stream that stays silent after replacements is watched with a
 doubling threshold (up to 16x) so a dead market does not cause a connection storm.
+
+Quiet streams (``config.QUIET_STREAM_KINDS``: liquidations, silent for hours on a calm market) are not watched: their
+silence proves nothing. Their connection is still watched through the other streams it carries (``streams_by_route``
+puts every kind of a symbol on the same route together) and through websocket pings.
+
+The streams watched are the intake's at each check: a symbol removed from the recording leaves them before its
+connection closes, so a stream being closed is never reported silent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.shard import Shard
@@ -29,6 +36,8 @@ class Watchdog:
         self._watchdog_ns = int(watchdog_s * 1e9)
         self._interval_s = min(1.0, watchdog_s / 4)
         self._consecutive: dict[str, int] = {}
+        self.on_fire: Callable[[str], None] = lambda stream: None
+        """Told every stream it fires for (after the connection's replacement was asked for)."""
 
     async def run(self) -> None:
         """Check forever (cancelled at shutdown)."""
@@ -39,7 +48,9 @@ class Watchdog:
     def check(self, now_ns: int) -> list[str]:
         """Fire for every stream silent past its threshold; returns the streams fired for."""
         fired = []
-        for name, state in self._intake.streams.items():
+        for name, state in list(self._intake.streams.items()):
+            if state.quiet:
+                continue
             silent_ns = state.silent_for_ns(now_ns)
             if silent_ns is None:
                 continue
@@ -59,8 +70,8 @@ class Watchdog:
         state.watch_since_ns = now_ns
         self._consecutive[name] = self._consecutive.get(name, 0) + 1
         self._intake.metrics.watchdog_fires.labels(name).inc()
-        shard = self._shards[name]
-        conn = shard.current
+        shard = self._shards.get(name)
+        conn = shard.current if shard is not None else None
         conn_id = conn.conn_id if conn is not None else "none"
         seq = conn.next_seq() if conn is not None else 0
         silent_s = round(silent_ns / 1e9, 3)
@@ -69,4 +80,6 @@ class Watchdog:
             encode_control(now_ns, conn_id, seq, "watchdog", name, silent_s=silent_s, never_received=never)
         )
         log.warning("watchdog: %s silent for %.1f s on %s; replacing the connection", name, silent_s, conn_id)
-        shard.request_replace(f"watchdog: {name} silent {silent_s:.1f} s")
+        if shard is not None:
+            shard.request_replace(f"watchdog: {name} silent {silent_s:.1f} s")
+        self.on_fire(name)

@@ -14,12 +14,15 @@ import orjson
 KIND_FRAME = "frame"
 KIND_BAD_FRAME = "bad_frame"
 KIND_SNAPSHOT = "snapshot"
+KIND_OPEN_INTEREST = "open_interest"
 KIND_REST_TRADE = "rest_trade"
 KIND_BACKFILL = "backfill"
 CONTROL_KINDS = frozenset(
     {"connect", "disconnect", "subscribed", "watchdog", "gap", "write_loss", "recovered", KIND_BACKFILL}
 )
-RECORD_KINDS = frozenset({KIND_FRAME, KIND_BAD_FRAME, KIND_SNAPSHOT, KIND_REST_TRADE}) | CONTROL_KINDS
+RECORD_KINDS = (
+    frozenset({KIND_FRAME, KIND_BAD_FRAME, KIND_SNAPSHOT, KIND_OPEN_INTEREST, KIND_REST_TRADE}) | CONTROL_KINDS
+)
 
 MAX_BAD_FRAME_BYTES = 64 * 1024
 _SAFE_TOKEN = re.compile(rb"^[A-Za-z0-9@_.:\-]{1,200}$")
@@ -115,19 +118,43 @@ def encode_bad_frame(
 def encode_snapshot(recv_ns: int, conn_id: str, seq: int, symbol: str, body: bytes, **fields: Any) -> Line:
     """A ``snapshot`` record embedding a REST depth response body verbatim (or a bad_frame if it cannot be)."""
     stream = f"{symbol.lower()}@depthSnapshot"
+    return _encode_rest_body(recv_ns, conn_id, seq, KIND_SNAPSHOT, stream, symbol, body, "depth snapshot", fields)
+
+
+def encode_open_interest(recv_ns: int, conn_id: str, seq: int, symbol: str, body: bytes) -> Line:
+    """An ``open_interest`` record embedding a REST ``/fapi/v1/openInterest`` answer verbatim, stream
+    ``<symbol>@openInterest`` (or a bad_frame if it cannot be embedded)."""
+    stream = f"{symbol.lower()}@openInterest"
+    return _encode_rest_body(recv_ns, conn_id, seq, KIND_OPEN_INTEREST, stream, symbol, body, "open interest", {})
+
+
+def _encode_rest_body(
+    recv_ns: int,
+    conn_id: str,
+    seq: int,
+    kind: str,
+    stream: str,
+    symbol: str,
+    body: bytes,
+    what: str,
+    fields: dict[str, Any],
+) -> Line:
+    """A REST answer record ``{prefix,"s":stream,"symbol":symbol,<fields>,"f":<body>}``; a body that cannot be
+    embedded becomes a ``bad_frame`` with reason ``"<what>: <why>"``."""
     reason = unembeddable_reason(body)
     if reason is not None:
-        return encode_bad_frame(recv_ns, conn_id, seq, stream, body, f"depth snapshot: {reason}")
+        return encode_bad_frame(recv_ns, conn_id, seq, stream, body, f"{what}: {reason}")
     extra = orjson.dumps({"symbol": symbol, **fields})[1:-1]
-    data = b'{"t":%d,"c":"%b","n":%d,"k":"snapshot","s":"%b",%b,"f":%b}\n' % (
+    data = b'{"t":%d,"c":"%b","n":%d,"k":"%b","s":"%b",%b,"f":%b}\n' % (
         recv_ns,
         conn_id.encode(),
         seq,
+        kind.encode(),
         stream.encode(),
         extra,
         body.strip(),
     )
-    return Line(data, KIND_SNAPSHOT, stream, recv_ns)
+    return Line(data, kind, stream, recv_ns)
 
 
 def encode_rest_trade(

@@ -37,7 +37,12 @@ FAST_SETTINGS: dict[str, Any] = {
     "rotation_overlap_s": 1.0,
     "shutdown_deadline_s": 5.0,
     "snapshot_limit": 100,
+    "open_interest_interval_s": 0.0,  # its REST requests would race the REST faults of other tests; on where tested
 }
+SCENARIO_SETTINGS: dict[str, Any] = {**FAST_SETTINGS, "stream_kinds": ("aggTrade", "depth@100ms", "bookTicker")}
+"""What ``collect_in_process`` and ``CollectorProcess`` run with unless told otherwise: the kinds the fault scenarios
+are about. markPrice@1s (1 Hz) would trip their 1 s watchdog now and then; the other default kinds are recorded in
+test_new_streams.py and test_quiet_streams.py, with a watchdog that suits them."""
 
 Scenario = Callable[[Simulator, CollectorService], Awaitable[None]]
 
@@ -58,7 +63,7 @@ def collect_in_process(
         simulator_config = SimulatorConfig(symbols=symbols, seed=3, rate=rate, **(simulator_settings or {}))
         async with running_simulator(simulator_config) as sim:
             config = CollectorConfig(
-                symbols=symbols, ws_base=sim.ws_base, rest_base=sim.rest_base, **{**FAST_SETTINGS, **settings}
+                symbols=symbols, ws_base=sim.ws_base, rest_base=sim.rest_base, **{**SCENARIO_SETTINGS, **settings}
             )
             service = CollectorService(config, DataPaths.from_root(tmp_path / "data"), clock=clock)
             stop = asyncio.Event()
@@ -131,7 +136,7 @@ class CollectorProcess:
     def __init__(self, tmp_path: Path, sim: SimulatorProcess, extra_env: dict[str, str] | None = None, **settings: Any):
         self.ready = tmp_path / "collector-ready.json"
         self.ready.unlink(missing_ok=True)
-        values = {**FAST_SETTINGS, "ws_base": sim.info["ws_base"], "rest_base": sim.info["rest_base"], **settings}
+        values = {**SCENARIO_SETTINGS, "ws_base": sim.info["ws_base"], "rest_base": sim.info["rest_base"], **settings}
         values = {"data_root": str(tmp_path / "data"), **values, "ready_file": str(self.ready)}
         env = {env_name(key): ",".join(v) if isinstance(v, tuple) else str(v) for key, v in values.items()}
         self.process = start_cli(["collect"], tmp_path / "collector.log", {**env, **(extra_env or {})})

@@ -14,9 +14,10 @@ def test_symbols_are_validated():
 
 def test_streams_are_routed_by_kind_by_default():
     grouped = CollectorConfig(symbols=("BTCUSDT", "ETHUSDT")).streams_by_route()
+    market = ["aggTrade", "markPrice@1s", "forceOrder", "kline_1m"]
     assert grouped == {
-        "market": ["btcusdt@aggTrade", "ethusdt@aggTrade"],
-        "public": ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@bookTicker", "ethusdt@bookTicker"],
+        "market": [f"{symbol}@{kind}" for symbol in ("btcusdt", "ethusdt") for kind in market],
+        "public": ["btcusdt@depth@100ms", "btcusdt@bookTicker", "ethusdt@depth@100ms", "ethusdt@bookTicker"],
     }
 
 
@@ -35,9 +36,8 @@ def test_streams_are_sharded_by_route_at_most_200_per_connection(tmp_path):
     symbols = tuple(f"S{n:03d}USDT" for n in range(250))
     service = CollectorService(CollectorConfig(symbols=symbols), DataPaths.from_root(tmp_path))
     sizes = sorted((shard.route, len(shard.streams)) for shard in service.shards)
-    assert sizes == [("market", 50), ("market", 200), ("public", 100), ("public", 200), ("public", 200)]
-    assert all(
-        {s.partition("@")[2] for s in shard.streams} <= {"aggTrade"}
-        for shard in service.shards
-        if shard.route == "market"
-    )
+    assert sizes == [("market", 200)] * 5 + [("public", 100), ("public", 200), ("public", 200)]
+    for shard in service.shards:
+        kinds = {s.partition("@")[2] for s in shard.streams}
+        expected = {"aggTrade", "markPrice@1s", "forceOrder", "kline_1m"} if shard.route == "market" else None
+        assert kinds == (expected or {"depth@100ms", "bookTicker"}), "every connection mixes watched and quiet kinds"
