@@ -1,7 +1,8 @@
 """Raw kinds compacted from sealed segments: one multi-asset partitioned by segment name, and its checks.
 
 The work happens in ``harvest_pipeline.compaction`` (pure functions over paths); this module only maps partitions to
-segments, turns reports into metadata and check results, and tells Dagster which failures are worth retrying.
+segments, turns reports into metadata and check results, registers the symbols a run recorded first as symbol
+partitions, and tells Dagster which failures are worth retrying.
 A run may cover a range of segment partitions (``BackfillPolicy.single_run``): the sensor batches a backlog that way.
 """
 
@@ -16,6 +17,7 @@ from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, tabl
 from assets.resources import HarvestStorage
 from harvest_pipeline import schema, segments
 from harvest_pipeline.compaction import DATA_KINDS, CompactionReport, SegmentUnreadable, compact_segment, reconcile
+from harvest_pipeline.symbol_partitions import LEDGER_KIND, register_symbols
 
 SEGMENT_PARTITIONS = dg.DynamicPartitionsDefinition(name="segments")
 """One partition per sealed segment, registered by the ``sealed_segments`` sensor."""
@@ -53,6 +55,11 @@ _DESCRIPTIONS = {
     "orderbook": "One row per depth diff (U, u, pu, bid/ask levels), deduplicated by `u`.",
     "bookticker": "One row per best bid/ask update, deduplicated by `u`.",
     "depth_snapshot": "One row per REST depth snapshot, deduplicated by lastUpdateId.",
+    "trades": "One row per individual trade (`@trade`, when subscribed), deduplicated by trade id `t`.",
+    "mark_price": "One row per mark price update (mark, index, settle price, funding rate), by event time `E`.",
+    "liquidations": "One row per forceOrder event (Binance's latest liquidation per second), by event time `E`.",
+    "klines": "One row per 1-minute kline: the closed one, else the latest state of the open one.",
+    "open_interest": "One row per polled REST open interest answer, by server time.",
     "events": "Feed ledger: collector control records and compaction quarantine records.",
 }
 
@@ -93,6 +100,7 @@ def raw_market_data(
     """
     paths = storage.paths()
     reports, failures = _compact_range(context, storage)
+    _register_new_symbols(context, reports)
     if failures:
         yield from _materialize_each(context, reports)
         raise _range_failure(failures)
@@ -143,6 +151,16 @@ def _compact(context: dg.AssetExecutionContext, storage: HarvestStorage, name: s
         f"{report.quarantined} quarantined, {len(report.files)} files in {report.duration_s:.2f} s"
     )
     return report
+
+
+def _register_new_symbols(context: dg.AssetExecutionContext, reports: list[CompactionReport]) -> None:
+    """Make each symbol the run wrote market data for a symbol partition, before any materialization of the run is
+    stored (the ``features_refresh`` sensor requests partitions named by them); ``ALL`` and ledger-only symbols never
+    become one. One instance query per run."""
+    written = {f.symbol for report in reports for f in report.files if f.kind != LEDGER_KIND and f.rows}
+    added = register_symbols(context.instance, written)
+    if added:
+        context.log.info(f"new symbol partition(s), first recorded in this run: {', '.join(added)}")
 
 
 def _materialize_each(

@@ -21,7 +21,7 @@ from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_fea
 from harvest_pipeline.schema import FEATURES_1S
 
 DEFAULTS = FeatureParams()
-FEATURE_KINDS = ("prices", "bookticker", "events")
+FEATURE_KINDS = ("prices", "bookticker", "events", "mark_price", "liquidations", "open_interest")
 """The daily kinds a features day reads."""
 FEATURES_LOGIC_VERSION = 2
 """Bump when ``harvest_pipeline.features`` computes different values from the same raw rows."""

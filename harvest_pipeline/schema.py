@@ -89,6 +89,97 @@ DEPTH_SNAPSHOT = pa.schema(
 )
 """``depth_snapshot``: one row per REST ``/fapi/v1/depth`` response the collector stored."""
 
+TRADES = pa.schema(
+    [
+        pa.field("event_time_ms", pa.int64(), nullable=False),
+        pa.field("trade_time_ms", pa.int64(), nullable=False),
+        pa.field("trade_id", pa.int64(), nullable=False),
+        pa.field("price", PRICE, nullable=False),
+        pa.field("qty", QTY, nullable=False),
+        pa.field("is_buyer_maker", pa.bool_(), nullable=False),
+        pa.field("order_type", pa.string()),
+        pa.field("latency_ms", pa.int64(), nullable=False),
+        *PROVENANCE,
+    ]
+)
+"""``trades``: one row per individual trade of the ``<sym>@trade`` stream (``t``), recorded when that stream is
+subscribed. The fills an aggTrade ``a`` aggregates are its trade ids ``f..l``. ``order_type`` is Binance's ``X``
+(``MARKET``; other values mark special executions), null when absent."""
+
+MARK_PRICE = pa.schema(
+    [
+        pa.field("event_time_ms", pa.int64(), nullable=False),
+        pa.field("mark_price", PRICE, nullable=False),
+        pa.field("index_price", PRICE, nullable=False),
+        pa.field("estimated_settle_price", PRICE, nullable=False),
+        pa.field("funding_rate", PRICE, nullable=False),
+        pa.field("next_funding_time_ms", pa.int64(), nullable=False),
+        pa.field("latency_ms", pa.int64(), nullable=False),
+        *PROVENANCE,
+    ]
+)
+"""``mark_price``: one row per ``markPriceUpdate`` (``<sym>@markPrice@1s``: one a second), identified by its event
+time. ``funding_rate`` (``r``) is the rate of the funding at ``next_funding_time_ms`` (``T``) as estimated now; it
+may be negative. ``index_price`` and ``estimated_settle_price`` may be 0 (no index yet)."""
+
+LIQUIDATIONS = pa.schema(
+    [
+        pa.field("event_time_ms", pa.int64(), nullable=False),
+        pa.field("trade_time_ms", pa.int64(), nullable=False),
+        pa.field("side", pa.string(), nullable=False),
+        pa.field("order_type", pa.string(), nullable=False),
+        pa.field("time_in_force", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("price", PRICE, nullable=False),
+        pa.field("avg_price", PRICE, nullable=False),
+        pa.field("orig_qty", QTY, nullable=False),
+        pa.field("last_filled_qty", QTY, nullable=False),
+        pa.field("filled_qty", QTY, nullable=False),
+        pa.field("latency_ms", pa.int64(), nullable=False),
+        *PROVENANCE,
+    ]
+)
+"""``liquidations``: one row per ``forceOrder`` event (the fields of its order ``o``), identified by its event time:
+Binance sends at most one per symbol per second, the latest liquidation of that second, so this is a sample of the
+liquidations, not all of them. ``side`` ``SELL`` liquidates a long (the liquidation order sells)."""
+
+KLINES = pa.schema(
+    [
+        pa.field("event_time_ms", pa.int64(), nullable=False),
+        pa.field("open_time_ms", pa.int64(), nullable=False),
+        pa.field("close_time_ms", pa.int64(), nullable=False),
+        pa.field("interval", pa.string(), nullable=False),
+        pa.field("first_trade_id", pa.int64()),
+        pa.field("last_trade_id", pa.int64()),
+        pa.field("open", PRICE, nullable=False),
+        pa.field("high", PRICE, nullable=False),
+        pa.field("low", PRICE, nullable=False),
+        pa.field("close", PRICE, nullable=False),
+        pa.field("volume", QTY, nullable=False),
+        pa.field("quote_volume", QTY, nullable=False),
+        pa.field("taker_buy_volume", QTY, nullable=False),
+        pa.field("taker_buy_quote_volume", QTY, nullable=False),
+        pa.field("trade_count", pa.int64(), nullable=False),
+        pa.field("is_closed", pa.bool_(), nullable=False),
+        pa.field("latency_ms", pa.int64(), nullable=False),
+        *PROVENANCE,
+    ]
+)
+"""``klines``: one row per kline (``<sym>@kline_1m``: per minute, by ``open_time_ms``): the closed kline
+(``is_closed``, Binance's ``x``) when it was recorded, else the latest state seen of the open one. Every update
+before it counts as a duplicate. ``first_trade_id``/``last_trade_id`` are null for a minute without trades (Binance
+sends ``-1``)."""
+
+OPEN_INTEREST = pa.schema(
+    [
+        pa.field("event_time_ms", pa.int64(), nullable=False),
+        pa.field("open_interest", QTY, nullable=False),
+        *PROVENANCE,
+    ]
+)
+"""``open_interest``: one row per ``GET /fapi/v1/openInterest`` answer the collector polled and stored verbatim,
+identified by the server time of the answer (``time``). ``open_interest`` is in contracts (base asset)."""
+
 EVENTS = pa.schema(
     [
         pa.field("event_time_ms", pa.int64(), nullable=False),
@@ -227,6 +318,11 @@ RAW_KINDS: dict[str, pa.Schema] = {
     "orderbook": ORDERBOOK,
     "bookticker": BOOKTICKER,
     "depth_snapshot": DEPTH_SNAPSHOT,
+    "trades": TRADES,
+    "mark_price": MARK_PRICE,
+    "liquidations": LIQUIDATIONS,
+    "klines": KLINES,
+    "open_interest": OPEN_INTEREST,
     "events": EVENTS,
 }
 """Every kind compaction writes, by the ``kind=`` value of its folder."""
@@ -280,6 +376,14 @@ FEATURES_1S = pa.schema(
         pa.field("latency_ms_p99", pa.float64()),
         pa.field("gap", pa.bool_(), nullable=False),
         pa.field("recorded", pa.bool_(), nullable=False),
+        pa.field("mark_price", pa.float64()),
+        pa.field("index_price", pa.float64()),
+        pa.field("basis_bps", pa.float64()),
+        pa.field("funding_rate", pa.float64()),
+        pa.field("liquidation_buy_volume", pa.float64(), nullable=False),
+        pa.field("liquidation_sell_volume", pa.float64(), nullable=False),
+        pa.field("open_interest", pa.float64()),
+        pa.field("open_interest_age_s", pa.float64()),
     ]
 )
 """``features_1s``: one row per UTC second of the day (86,400 rows per date x symbol), defined in docs/features.md.

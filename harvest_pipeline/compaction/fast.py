@@ -42,8 +42,18 @@ from harvest_pipeline.compaction.kinds import (
 ENABLED = True
 """Whether frames take the fast path; tests switch it off to compare every output with the generic path's."""
 
-STREAM_MARKS = {"prices": '@aggTrade"', "bookticker": '@bookTicker"', "orderbook": "@depth"}
-"""Kinds with a fast path, and what the stream name of a line of that kind contains (a guess, checked later)."""
+SCANNED_MARKS = {"prices": '@aggTrade"', "bookticker": '@bookTicker"', "orderbook": "@depth"}
+"""Kinds the compiled scanner reads, and what the stream name of a line of that kind contains (a guess, checked
+later), in the order of the scanner's own marks (``classify``)."""
+STREAM_MARKS = {
+    **SCANNED_MARKS,
+    "trades": '@trade"',
+    "mark_price": "@markPrice",
+    "liquidations": '@forceOrder"',
+    "klines": "@kline_",
+}
+"""Every kind with a fast path and its mark. DuckDB reads the kinds the scanner does not know (their lines are few,
+except ``trades``), still with their own paths only."""
 FAST_KINDS = tuple(KIND_BY_NAME[kind] for kind in STREAM_MARKS)
 GUESS_COLUMN = "fast_kind"
 """Column added to the lines: the kind whose fast path reads the line, null for the generic path."""
@@ -60,6 +70,7 @@ def guess_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> pa.Table:
     with escapes). The scanner finds both in one pass; without it, DuckDB does."""
     if framescan.usable() and ENABLED:
         codes, may_connect = framescan.classify(lines.column("raw"))
+        _guess_unscanned_kinds(lines.column("raw"), codes)
         indices = pa.array(codes - 1, mask=codes == 0, type=pa.int8())
         guesses = pa.DictionaryArray.from_arrays(indices, pa.array(list(STREAM_MARKS)))
         return lines.append_column(GUESS_COLUMN, guesses).append_column(CONNECT_COLUMN, pa.array(may_connect))
@@ -71,6 +82,22 @@ def guess_kinds(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> pa.Table:
     ).to_arrow_table()
     con.unregister("unguessed_lines")
     return lines.append_column(GUESS_COLUMN, found.column(0)).append_column(CONNECT_COLUMN, found.column(1))
+
+
+def _guess_unscanned_kinds(raw: pa.ChunkedArray, codes: np.ndarray) -> None:
+    """Give the lines the scanner guessed nothing for (code 0) the code of the first other kind whose mark they
+    contain (its index in ``STREAM_MARKS`` plus one), in place."""
+    unguessed = np.flatnonzero(codes == 0)
+    if not len(unguessed):
+        return
+    candidates = raw.take(pa.array(unguessed))
+    for code, mark in enumerate(STREAM_MARKS.values(), start=1):
+        if code <= len(SCANNED_MARKS):
+            continue
+        found = pc.fill_null(pc.match_substring(candidates, mark), False).to_numpy(zero_copy_only=False)
+        hits = unguessed[found]
+        hits = hits[codes[hits] == 0]
+        codes[hits] = code
 
 
 def guessed_rows(lines: pa.Table, kind: str) -> np.ndarray:
@@ -186,7 +213,7 @@ def read_rows(
     and if one is not JSON, all of them again, tolerantly."""
     table = "segment_lines"
     parts = []
-    if framescan.usable():
+    if framescan.usable() and spec.kind in SCANNED_MARKS:
         rows = guessed_rows(lines, spec.kind)
         variant, typed = scanned_spec(spec)
         line_numbers = lines.column("line").to_numpy()

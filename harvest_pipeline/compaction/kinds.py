@@ -18,18 +18,37 @@ from dataclasses import dataclass
 
 from harvest_pipeline import schema
 from harvest_pipeline.compaction import rules
-from harvest_pipeline.store.identity import AGREEING_COLUMNS
+from harvest_pipeline.store.identity import AGREEING_COLUMNS, KEEP_FIRST
 from harvest_pipeline.symbols import SYMBOL_REGEX
 
 _PREFIX_KEYS = ("t", "c", "n", "k", "s")
 _PAYLOAD_KEYS = ("e", "E", "T", "s", "a", "p", "q", "f", "l", "m", "U", "u", "pu", "b", "B", "A")
 _SNAPSHOT_KEYS = ("lastUpdateId", "bids", "asks")
+_LIQUIDATION_KEYS = ("s", "S", "o", "f", "q", "p", "ap", "X", "l", "z", "T")
+"""Keys of a forceOrder's order object ``o``."""
+_KLINE_KEYS = ("t", "T", "s", "i", "f", "L", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q")
+"""Keys of a kline event's kline object ``k``."""
+_MORE_PAYLOAD_KEYS = (
+    "t",
+    "X",
+    "i",
+    "P",
+    "r",
+    *(f"o.{key}" for key in _LIQUIDATION_KEYS),
+    *(f"k.{key}" for key in _KLINE_KEYS),
+    "openInterest",
+    "time",
+    "symbol",
+)
+"""Keys of the kinds added after the first four (trade, markPrice, forceOrder, kline, open interest): their slots
+follow the first ones', so the first slots keep their numbers."""
 
 COMBINED_PATHS: tuple[str, ...] = (
     *(f"$.{key}" for key in _PREFIX_KEYS),
     *(f"$.f.data.{key}" for key in _PAYLOAD_KEYS),
     "$.symbol",
     *(f"$.f.data.{key}" for key in _SNAPSHOT_KEYS),
+    *(f"$.f.data.{key}" for key in _MORE_PAYLOAD_KEYS),
 )
 """Paths for a line whose frame is a combined-stream message (``{"stream":..., "data": {...}}``)."""
 
@@ -131,6 +150,8 @@ class KindSpec:
     agreeing_columns: tuple[str, ...] = ()
     """Columns a ``rest`` row must share with the ``ws`` row of the same id; a REST row that differs is quarantined
     (the exchange would have changed history), not silently dropped as a duplicate."""
+    checks: tuple[str, ...] = ()
+    """SQL naming problems of a row that no column carries (a field that must repeat another), NULL when valid."""
 
     @property
     def stored(self) -> tuple[str, ...]:
@@ -173,9 +194,26 @@ def _time(name: str, key: str, text: str | None = None, slots: tuple[str, ...] |
     return _converted(name, "int", text, slots or (text,), problem)
 
 
-def _dec(name: str, key: str) -> Column:
+def _dec(name: str, key: str, sign: str = "positive") -> Column:
     text = payload(key)
-    return _converted(name, "dec", text, (text,), lambda v, x: rules.decimal_problem_sql(v, x, key))
+    return _converted(name, "dec", text, (text,), lambda v, x: rules.decimal_problem_sql(v, x, key, sign=sign))
+
+
+def _bool(name: str, key: str) -> Column:
+    return Column(name, f"json_bool({payload(key)})", rules.bool_problem_sql(name, payload(key), key))
+
+
+def _text(name: str, key: str, choices: tuple[str, ...] | None = None) -> Column:
+    text = payload(key)
+    problem = rules.choice_problem_sql(text, key, choices) if choices else rules.present_problem_sql(text, key)
+    return Column(name, text, problem)
+
+
+def _optional_id(name: str, key: str) -> Column:
+    """An id the exchange sends as ``-1`` when there is none (a kline without trades): NULL then."""
+    text = payload(key)
+    value = f"CASE WHEN {text} <> '-1' THEN exact_int({text}) END"
+    return Column(name, value, f"CASE WHEN {text} <> '-1' THEN {rules.int_problem_sql(value, text, key)} END")
 
 
 def _levels(name: str, text: str, key: str, *, zero_qty: bool) -> Column:
@@ -186,6 +224,7 @@ _LATENCY = Column("latency_ms", "recv_time_ns // 1000000 - event_time_ms", deriv
 _IS_FRAME = f"{prefix('k')} = 'frame' AND {payload('e')} = "
 _PAYLOAD_SYMBOL_SQL = f"symbol_name({payload('s')})"
 _IS_REST_TRADE = f"{prefix('k')} = 'rest_trade'"
+_IS_OPEN_INTEREST = f"{prefix('k')} = 'open_interest'"
 _TRADE_SYMBOL = f"coalesce({payload('s')}, {slot('$.symbol')})"
 """A REST trade carries no ``s``: the collector writes its symbol beside it."""
 
@@ -276,6 +315,110 @@ KINDS: tuple[KindSpec, ...] = (
         time_column="event_time_ms",
         id_column="last_update_id",
     ),
+    KindSpec(
+        kind="trades",
+        route=_IS_FRAME + "'trade'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _time("trade_time_ms", "T"),
+            _id("trade_id", "t"),
+            _dec("price", "p"),
+            _dec("qty", "q"),
+            _bool("is_buyer_maker", "m"),
+            Column("order_type", payload("X")),
+            _LATENCY,
+            *_provenance(),
+        ),
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=payload("s"),
+        time_column="trade_time_ms",
+        id_column="trade_id",
+    ),
+    KindSpec(
+        kind="mark_price",
+        route=_IS_FRAME + "'markPriceUpdate'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _dec("mark_price", "p"),
+            _dec("index_price", "i", "non_negative"),
+            _dec("estimated_settle_price", "P", "non_negative"),
+            _dec("funding_rate", "r", "any"),
+            _time("next_funding_time_ms", "T"),
+            _LATENCY,
+            *_provenance(),
+        ),
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=payload("s"),
+        time_column="event_time_ms",
+        id_column="event_time_ms",
+    ),
+    KindSpec(
+        kind="liquidations",
+        route=_IS_FRAME + "'forceOrder'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _time("trade_time_ms", "o.T"),
+            _text("side", "o.S", ("BUY", "SELL")),
+            _text("order_type", "o.o"),
+            _text("time_in_force", "o.f"),
+            _text("status", "o.X"),
+            _dec("price", "o.p"),
+            _dec("avg_price", "o.ap", "non_negative"),
+            _dec("orig_qty", "o.q"),
+            _dec("last_filled_qty", "o.l", "non_negative"),
+            _dec("filled_qty", "o.z", "non_negative"),
+            _LATENCY,
+            *_provenance(),
+        ),
+        symbol_sql=f"symbol_name({payload('o.s')})",
+        symbol_text=payload("o.s"),
+        time_column="trade_time_ms",
+        id_column="event_time_ms",
+    ),
+    KindSpec(
+        kind="klines",
+        route=_IS_FRAME + "'kline'",
+        columns=(
+            _time("event_time_ms", "E"),
+            _time("open_time_ms", "k.t"),
+            _time("close_time_ms", "k.T"),
+            _text("interval", "k.i"),
+            _optional_id("first_trade_id", "k.f"),
+            _optional_id("last_trade_id", "k.L"),
+            _dec("open", "k.o"),
+            _dec("high", "k.h"),
+            _dec("low", "k.l"),
+            _dec("close", "k.c"),
+            _dec("volume", "k.v", "non_negative"),
+            _dec("quote_volume", "k.q", "non_negative"),
+            _dec("taker_buy_volume", "k.V", "non_negative"),
+            _dec("taker_buy_quote_volume", "k.Q", "non_negative"),
+            _id("trade_count", "k.n"),
+            _bool("is_closed", "k.x"),
+            _LATENCY,
+            *_provenance(),
+        ),
+        symbol_sql=_PAYLOAD_SYMBOL_SQL,
+        symbol_text=payload("s"),
+        time_column="open_time_ms",
+        id_column="open_time_ms",
+        keep_first=KEEP_FIRST["klines"] + ", line",
+        checks=(rules.same_text_problem_sql(payload("k.s"), "k.s", payload("s"), "s"),),
+    ),
+    KindSpec(
+        kind="open_interest",
+        route=_IS_OPEN_INTEREST,
+        columns=(
+            _time("event_time_ms", "time"),
+            _dec("open_interest", "openInterest", "non_negative"),
+            *_provenance(),
+        ),
+        checks=(rules.same_text_problem_sql(payload("symbol"), "symbol", slot("$.symbol"), "the requested symbol"),),
+        symbol_sql=f"symbol_name({slot('$.symbol')})",
+        symbol_text=slot("$.symbol"),
+        time_column="event_time_ms",
+        id_column="event_time_ms",
+    ),
 )
 KIND_BY_NAME = {spec.kind: spec for spec in KINDS}
 
@@ -292,6 +435,7 @@ def _values_and_problems(spec: KindSpec, subscriptions: dict[str, set[str]]) -> 
     problems = ", ".join(
         [
             *(column.problem for column in spec.columns if column.problem),
+            *spec.checks,
             *_RECORD_CHECKS,
             rules.present_problem_sql("stream", "s (stream)"),
             rules.symbol_problem_sql("symbol", spec.symbol_text, "stream"),

@@ -27,6 +27,9 @@ TOO_EARLY = "{key} is before 2017-01-01"
 TOO_LATE = "{key} is more than 1 day after the receive time t"
 NOT_DECIMAL = "{key} is not an exact DECIMAL(18, 8)"
 NOT_POSITIVE = "{key} is not positive"
+NEGATIVE_AMOUNT = "{key} is negative"
+NOT_CHOICE = "{key} is not one of {choices}"
+DIFFERS = "{key} differs from {other}"
 NOT_BOOL = "{key} is not true or false"
 NOT_LEVELS = "{key} is not a list of [price, qty] pairs of exact DECIMAL(18, 8) numbers"
 LEVEL_PRICE_NOT_POSITIVE = "{key} has a level whose price is not positive"
@@ -78,10 +81,32 @@ def _when_null(value: str, text: str, key: str, malformed: str) -> str:
     return f"WHEN {value} IS NULL THEN CASE WHEN {text} IS NULL THEN {_lit(missing(key))} ELSE {malformed} END"
 
 
-def decimal_problem_sql(value: str, text: str, key: str) -> str:
-    """SQL naming the problem of a price or quantity (never 0 or negative on the exchange), else NULL."""
+def decimal_problem_sql(value: str, text: str, key: str, *, sign: str = "positive") -> str:
+    """SQL naming the problem of an exact decimal, else NULL. ``sign``: ``positive`` (prices and order quantities are
+    never 0 or negative on the exchange), ``non_negative`` (volumes, open interest, filled quantities: 0 happens) or
+    ``any`` (a funding rate)."""
     malformed = _lit(_text(NOT_DECIMAL, key))
-    return f"CASE {_when_null(value, text, key, malformed)} WHEN {value} <= 0 THEN {_lit(_text(NOT_POSITIVE, key))} END"
+    bound = {
+        "positive": f" WHEN {value} <= 0 THEN {_lit(_text(NOT_POSITIVE, key))}",
+        "non_negative": f" WHEN {value} < 0 THEN {_lit(_text(NEGATIVE_AMOUNT, key))}",
+        "any": "",
+    }[sign]
+    return f"CASE {_when_null(value, text, key, malformed)}{bound} END"
+
+
+def choice_problem_sql(text: str, key: str, choices: tuple[str, ...]) -> str:
+    """SQL naming a text field that is missing or not one of ``choices``, else NULL."""
+    listed = ", ".join(map(_lit, choices))
+    reason = NOT_CHOICE.format(key=key, choices="/".join(choices))
+    return f"CASE WHEN {text} IS NULL THEN {_lit(missing(key))} WHEN {text} NOT IN ({listed}) THEN {_lit(reason)} END"
+
+
+def same_text_problem_sql(text: str, key: str, other_text: str, other: str) -> str:
+    """SQL naming a text field that is missing or differs from ``other_text`` (a field that repeats another)."""
+    return (
+        f"CASE WHEN {text} IS NULL THEN {_lit(missing(key))} "
+        f"WHEN {text} IS DISTINCT FROM {other_text} THEN {_lit(DIFFERS.format(key=key, other=other))} END"
+    )
 
 
 def levels_problem_sql(value: str, text: str, key: str, *, zero_qty: bool) -> str:

@@ -31,8 +31,8 @@ def day_start_ms(day: dt.date) -> int:
 
 @dataclass(frozen=True)
 class DaySources:
-    """The files behind one day x symbol: trades, L1 book, the feed ledger (symbol's and connection-wide) and the
-    reconstructed book."""
+    """The files behind one day x symbol: trades, L1 book, the feed ledger (symbol's and connection-wide), the
+    reconstructed book, mark prices, liquidations and open interest."""
 
     day: dt.date
     symbol: str
@@ -40,6 +40,9 @@ class DaySources:
     bookticker: list[Path]
     events: list[Path]
     book: list[Path]
+    mark_price: list[Path]
+    liquidations: list[Path]
+    open_interest: list[Path]
 
     @classmethod
     def discover(cls, parquet_root: Path, day: dt.date, symbol: str) -> DaySources:
@@ -59,15 +62,21 @@ class DaySources:
             bookticker=visible_files(kind_dir(parquet_root, day, symbol, "bookticker")),
             events=events,
             book=visible_files(kind_dir(parquet_root, day, symbol, BOOK_KIND)),
+            mark_price=visible_files(kind_dir(parquet_root, day, symbol, "mark_price")),
+            liquidations=visible_files(kind_dir(parquet_root, day, symbol, "liquidations")),
+            open_interest=visible_files(kind_dir(parquet_root, day, symbol, "open_interest")),
         )
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Expose the files as views ``prices_raw``, ``bookticker_raw``, ``events_raw`` and ``book_raw`` (empty when
-        absent)."""
+        """Expose the files as views ``<kind>_raw`` (``prices``, ``bookticker``, ``events``, ``mark_price``,
+        ``liquidations``, ``open_interest``) and ``book_raw``, empty when absent."""
         for view, files, kind in (
             ("prices_raw", self.prices, "prices"),
             ("bookticker_raw", self.bookticker, "bookticker"),
             ("events_raw", self.events, "events"),
+            ("mark_price_raw", self.mark_price, "mark_price"),
+            ("liquidations_raw", self.liquidations, "liquidations"),
+            ("open_interest_raw", self.open_interest, "open_interest"),
         ):
             register_parquet_view(con, view, files, kind)
         register_book_view(con, "book_raw", self.book)
@@ -96,7 +105,16 @@ def _register_empty_view(con: duckdb.DuckDBPyConnection, view: str, schema: pa.S
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
 
 
-REFRESH_INPUT_KINDS = ("prices", "bookticker", "events", "orderbook", "depth_snapshot")
+REFRESH_INPUT_KINDS = (
+    "prices",
+    "bookticker",
+    "events",
+    "orderbook",
+    "depth_snapshot",
+    "mark_price",
+    "liquidations",
+    "open_interest",
+)
 """The raw kinds today's refresh reads: the features' own and the book's (the refresh job rebuilds today's book
 first, so ``book_1s`` itself is an output of the refresh, not a trigger)."""
 

@@ -1,7 +1,8 @@
 """DuckDB SQL for the set-based per-second columns: trades, L1 book, OFI, depth, latency, feed-gap and recording flags.
 
-``load_day`` reads the views ``prices_raw``, ``bookticker_raw`` and ``events_raw`` (see ``sources``) once, into the
-temp tables ``trades`` and ``ticks`` (the day's rows deduplicated by exchange id) and ``ledger``; every statement after
+``load_day`` reads the views ``prices_raw``, ``bookticker_raw``, ``events_raw``, ``mark_price_raw``,
+``liquidations_raw`` and ``open_interest_raw`` (see ``sources``) once, into temp tables (the day's rows deduplicated
+by exchange id or time); every statement after
 it reads those tables and the view ``book_raw``. Reading each kind once matters during the day, when a kind is 1,440
 one-minute part files: DuckDB pays per file and per column chunk, not per row. Every statement takes ``$day_start``
 (epoch ms of 00:00 UTC). Each row is bucketed by the clock that assigned it to its date partition in compaction, so
@@ -50,6 +51,27 @@ WINDOW w AS (ORDER BY update_id)
 
 # The ledger of the day and its neighbours (symbol's and connection-wide), each record once.
 LEDGER = "SELECT DISTINCT * FROM events_raw"
+
+# The day's mark price updates, liquidations and open interest samples, one per exchange time (their identity), the
+# earliest received. A liquidation counts in the second of its trade time (its date partition's clock).
+MARKS = """
+SELECT event_time_ms, mark_price, index_price, funding_rate, (event_time_ms - $day_start) // 1000 AS second_of_day
+FROM mark_price_raw
+WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
+QUALIFY row_number() OVER (PARTITION BY event_time_ms ORDER BY recv_time_ns, segment, line) = 1
+"""
+LIQUIDATIONS = """
+SELECT side, filled_qty, (trade_time_ms - $day_start) // 1000 AS second_of_day
+FROM liquidations_raw
+WHERE trade_time_ms >= $day_start AND trade_time_ms < $day_start + 86400000
+QUALIFY row_number() OVER (PARTITION BY event_time_ms ORDER BY recv_time_ns, segment, line) = 1
+"""
+OPEN_INTEREST = """
+SELECT event_time_ms, open_interest, (event_time_ms - $day_start) // 1000 AS second_of_day
+FROM open_interest_raw
+WHERE event_time_ms >= $day_start AND event_time_ms < $day_start + 86400000
+QUALIFY row_number() OVER (PARTITION BY event_time_ms ORDER BY recv_time_ns, segment, line) = 1
+"""
 
 # The reconstructed book of the day (book_1s: the state at each second's end). Only valid rows give levels: their
 # level 1, the depth sums of the top 5 / top 20 quantities per side (exact decimals; fewer levels when the side is
@@ -163,6 +185,20 @@ book_seconds AS (
            max(event_time_ms) AS last_book_ms, count(*) AS book_updates, sum(e) AS ofi
     FROM ticks GROUP BY second_of_day
 ),
+mark_seconds AS (  -- the last mark price update of the second
+    SELECT second_of_day, arg_max(mark_price, event_time_ms) AS mark, arg_max(index_price, event_time_ms) AS idx,
+           arg_max(funding_rate, event_time_ms) AS funding
+    FROM marks GROUP BY second_of_day
+),
+liquidation_seconds AS (
+    SELECT second_of_day, sum(filled_qty) FILTER (WHERE side = 'BUY') AS liq_buy,
+           sum(filled_qty) FILTER (WHERE side = 'SELL') AS liq_sell
+    FROM liquidations GROUP BY second_of_day
+),
+open_interest_seconds AS (
+    SELECT second_of_day, arg_max(open_interest, event_time_ms) AS oi, max(event_time_ms) AS oi_ms
+    FROM open_interests GROUP BY second_of_day
+),
 latency_seconds AS (  -- both percentiles from one sort of the second's latencies
     SELECT second_of_day, latency_ms[1] AS latency_ms_p50, latency_ms[2] AS latency_ms_p99
     FROM (
@@ -179,7 +215,7 @@ gap_seconds AS (
 flagged AS (
     SELECT g.second_of_day, t.open, t.high, t.low, t.close, t.volume, t.quote_volume, t.buy_volume, t.sell_volume,
            t.trade_count, k.b, k.a, k.bq, k.aq, k.last_book_ms, k.book_updates, k.ofi,
-           l.latency_ms_p50, l.latency_ms_p99,
+           l.latency_ms_p50, l.latency_ms_p99, m.mark, m.idx, m.funding, q.liq_buy, q.liq_sell, o.oi, o.oi_ms,
            gs.second_of_day IS NOT NULL AS gap,
            t.trade_count IS NOT NULL OR k.book_updates IS NOT NULL OR (
                coalesce($day_start + (g.second_of_day + 1) * 1000 > span.first_ms
@@ -190,6 +226,9 @@ flagged AS (
     LEFT JOIN trade_seconds t USING (second_of_day)
     LEFT JOIN book_seconds k USING (second_of_day)
     LEFT JOIN latency_seconds l USING (second_of_day)
+    LEFT JOIN mark_seconds m USING (second_of_day)
+    LEFT JOIN liquidation_seconds q USING (second_of_day)
+    LEFT JOIN open_interest_seconds o USING (second_of_day)
     LEFT JOIN gap_seconds gs USING (second_of_day)
     LEFT JOIN down_seconds ds USING (second_of_day)
 ),
@@ -209,6 +248,12 @@ carried AS (
            last_value(aq IGNORE NULLS) OVER in_stretch AS aq,
            last_value(last_book_ms IGNORE NULLS) OVER in_stretch AS last_book_ms,
            coalesce(book_updates, 0) AS book_updates, coalesce(ofi, 0) AS ofi,
+           last_value(mark IGNORE NULLS) OVER in_stretch AS mark,
+           last_value(idx IGNORE NULLS) OVER in_stretch AS idx,
+           last_value(funding IGNORE NULLS) OVER in_stretch AS funding,
+           coalesce(liq_buy, 0) AS liq_buy, coalesce(liq_sell, 0) AS liq_sell,
+           last_value(oi IGNORE NULLS) OVER in_stretch AS oi,
+           last_value(oi_ms IGNORE NULLS) OVER in_stretch AS oi_ms,
            latency_ms_p50, latency_ms_p99, gap, recorded
     FROM stretches
     WINDOW running AS (ORDER BY second_of_day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
@@ -220,7 +265,12 @@ floats AS (
            coalesce(volume, 0)::DOUBLE AS volume, coalesce(quote_volume, 0)::DOUBLE AS quote_volume,
            quote_volume::DOUBLE / volume::DOUBLE AS vwap,
            coalesce(buy_volume, 0)::DOUBLE AS buy_volume, coalesce(sell_volume, 0)::DOUBLE AS sell_volume,
-           coalesce(buy_volume - sell_volume, 0)::DOUBLE AS delta, cvd::DOUBLE AS cvd
+           coalesce(buy_volume - sell_volume, 0)::DOUBLE AS delta, cvd::DOUBLE AS cvd,
+           mark::DOUBLE AS mark_price, idx::DOUBLE AS index_price,
+           CASE WHEN idx > 0 THEN ((mark - idx)::DECIMAL(38, 18) / idx)::DOUBLE * 1e4 END AS basis_bps,
+           funding::DOUBLE AS funding_rate,
+           liq_buy::DOUBLE AS liquidation_buy_volume, liq_sell::DOUBLE AS liquidation_sell_volume,
+           oi::DOUBLE AS open_interest, ($day_start + (second_of_day + 1) * 1000 - oi_ms) / 1000 AS open_interest_age_s
     FROM carried
 ),
 -- L1 from bookTicker (carried forward, stale after $stale_after_ms without an update) unless the day has none of it
@@ -263,7 +313,9 @@ SELECT $day_start + second_of_day * 1000 AS time_ms, second_of_day::INTEGER AS s
        book_updates, ofi, ofi_l5,
        trade_count = 0 AS is_empty,
        book_stale, (SELECT l1_source FROM l1_origin) AS l1_source,
-       latency_ms_p50, latency_ms_p99, gap, recorded
+       latency_ms_p50, latency_ms_p99, gap, recorded,
+       mark_price, index_price, basis_bps, funding_rate, liquidation_buy_volume, liquidation_sell_volume,
+       open_interest, open_interest_age_s
 FROM floats
 JOIN l1 USING (second_of_day)
 LEFT JOIN depth USING (second_of_day)
@@ -287,11 +339,15 @@ FROM (
 
 
 def load_day(con: duckdb.DuckDBPyConnection, day_start: int) -> None:
-    """Read the raw views once into the temp tables ``trades``, ``ticks`` and ``ledger`` for the day starting at
-    ``day_start`` (epoch ms); the statements below read only these (and ``book_raw``)."""
+    """Read the raw views once into the temp tables ``trades``, ``ticks``, ``ledger``, ``marks``, ``liquidations``
+    and ``open_interests`` for the day starting at ``day_start`` (epoch ms); the statements below read only these
+    (and ``book_raw``)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE trades AS {TRADES}", {"day_start": day_start})
     con.execute(f"CREATE OR REPLACE TEMP TABLE ticks AS {TICKS}", {"day_start": day_start})
     con.execute(f"CREATE OR REPLACE TEMP TABLE ledger AS {LEDGER}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE marks AS {MARKS}", {"day_start": day_start})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE liquidations AS {LIQUIDATIONS}", {"day_start": day_start})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE open_interests AS {OPEN_INTEREST}", {"day_start": day_start})
 
 
 def per_second_columns(

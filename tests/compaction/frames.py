@@ -168,6 +168,11 @@ class SegmentBuilder:
         self.lines.append(segments.encode_snapshot(recv_ms * MS, "rest", self._next_seq(), symbol, body))
         return self
 
+    def open_interest(self, symbol: str, body: bytes, recv_ms: int) -> SegmentBuilder:
+        """Append a REST open interest record."""
+        self.lines.append(segments.encode_open_interest(recv_ms * MS, "rest", self._next_seq(), symbol, body))
+        return self
+
     def raw_line(self, data: bytes, recv_ms: int, stream: str | None = None) -> SegmentBuilder:
         """Append an arbitrary line (malformed input the collector format cannot produce by itself)."""
         self.lines.append(segments.Line(data.rstrip(b"\n") + b"\n", segments.KIND_FRAME, stream, recv_ms * MS))
@@ -182,3 +187,107 @@ class SegmentBuilder:
         segment.append(self.lines)
         segment.seal(self.root / "segments" / "sealed")
         return segments.find_sealed_segment(self.root / "segments" / "sealed", name)
+
+
+def trade(symbol: str, trade_id: int, event_ms: int, price: str = "97123.40", qty: str = "0.004") -> bytes:
+    """A combined-stream ``<sym>@trade`` frame (one individual trade)."""
+    data = {
+        "e": "trade",
+        "E": event_ms,
+        "T": event_ms - 1,
+        "s": symbol,
+        "t": trade_id,
+        "p": price,
+        "q": qty,
+        "X": "MARKET",
+        "m": trade_id % 3 == 0,
+    }
+    return orjson.dumps({"stream": f"{symbol.lower()}@trade", "data": data})
+
+
+def mark_price(symbol: str, event_ms: int, funding_rate: str = "-0.00012500") -> bytes:
+    """A combined-stream ``<sym>@markPrice@1s`` frame."""
+    next_funding = (event_ms // 28_800_000 + 1) * 28_800_000
+    data = {
+        "e": "markPriceUpdate",
+        "E": event_ms,
+        "s": symbol,
+        "p": "97010.12345678",
+        "i": "97001.50000000",
+        "P": "97003.25000000",
+        "r": funding_rate,
+        "T": next_funding,
+    }
+    return orjson.dumps({"stream": f"{symbol.lower()}@markPrice@1s", "data": data})
+
+
+def force_order(symbol: str, event_ms: int, side: str = "SELL", qty: str = "0.014") -> bytes:
+    """A combined-stream ``<sym>@forceOrder`` frame (the order nested under ``o``)."""
+    order = {
+        "s": symbol,
+        "S": side,
+        "o": "LIMIT",
+        "f": "IOC",
+        "q": qty,
+        "p": "96950.00",
+        "ap": "96990.10",
+        "X": "FILLED",
+        "l": "0.004",
+        "z": qty,
+        "T": event_ms - 2,
+    }
+    return orjson.dumps(
+        {"stream": f"{symbol.lower()}@forceOrder", "data": {"e": "forceOrder", "E": event_ms, "o": order}}
+    )
+
+
+def kline(symbol: str, open_ms: int, event_ms: int, closed: bool, trades: int = 3) -> bytes:
+    """A combined-stream ``<sym>@kline_1m`` frame of the minute opening at ``open_ms`` (``trades`` 0: no trade,
+    ids ``-1``)."""
+    k = {
+        "t": open_ms,
+        "T": open_ms + 59_999,
+        "s": symbol,
+        "i": "1m",
+        "f": 500 if trades else -1,
+        "L": 500 + trades - 1 if trades else -1,
+        "o": "97000.10",
+        "c": "97001.00" if trades else "97000.10",
+        "h": "97002.00" if trades else "97000.10",
+        "l": "96999.90" if trades else "97000.10",
+        "v": f"{0.005 * trades:.3f}",
+        "n": trades,
+        "x": closed,
+        "q": f"{485.0055 * trades:.4f}",
+        "V": f"{0.002 * trades:.3f}",
+        "Q": f"{194.0022 * trades:.4f}",
+        "B": "0",
+    }
+    data = {"e": "kline", "E": event_ms, "s": symbol, "k": k}
+    return orjson.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": data})
+
+
+def open_interest_body(symbol: str, time_ms: int, value: str = "10659.509") -> bytes:
+    """A ``GET /fapi/v1/openInterest`` response body."""
+    return orjson.dumps({"symbol": symbol, "openInterest": value, "time": time_ms})
+
+
+def more_channel_frames(symbol: str, start_ms: int, seconds: int) -> Iterable[tuple[str, bytes, int]]:
+    """``seconds`` of the channels added after the first three, as (stream, frame, event_ms) in event-time order:
+    per second a mark price, four kline updates (the minute's closing one first when a minute ended), three trades,
+    and a liquidation every seventh second."""
+    trade_id = 7_000
+    for second in range(seconds):
+        at = start_ms + second * 1000
+        yield f"{symbol.lower()}@markPrice@1s", mark_price(symbol, at), at
+        for quarter in range(4):
+            event_ms = at + 250 * quarter + 1
+            minute = event_ms // 60_000 * 60_000
+            if quarter == 0 and second and (event_ms - 1000) // 60_000 * 60_000 < minute:
+                yield f"{symbol.lower()}@kline_1m", kline(symbol, minute - 60_000, event_ms, True), event_ms
+            yield f"{symbol.lower()}@kline_1m", kline(symbol, minute, event_ms, False, trades=quarter), event_ms
+        for _ in range(3):
+            trade_id += 1
+            yield f"{symbol.lower()}@trade", trade(symbol, trade_id, at + 500 + trade_id % 3), at + 500 + trade_id % 3
+        if second % 7 == 3:
+            yield f"{symbol.lower()}@forceOrder", force_order(symbol, at + 900), at + 900

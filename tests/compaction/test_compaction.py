@@ -8,6 +8,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from harvest_pipeline.compaction import compact_segment, quarantine_path, reconcile
+from harvest_pipeline.compaction.kinds import KINDS
 from harvest_pipeline.paths import DataPaths
 from tests.compaction.frames import MS, SegmentBuilder, TrafficMix, agg_trade, book_ticker, depth_update, snapshot_body
 
@@ -38,7 +39,7 @@ def test_mixed_traffic_is_compacted_exactly_with_duplicates_and_malformed_lines_
     )
     too_precise = agg_trade("BTCUSDT", 1, MIDNIGHT_MS + 3_600_002, price="1.123456789")
     builder.frame("btcusdt@aggTrade", too_precise, MIDNIGHT_MS + 3_600_003)
-    builder.frame("btcusdt@markPrice", b'{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate"}}', MIDNIGHT_MS)
+    builder.frame("btcusdt@ticker", b'{"stream":"btcusdt@ticker","data":{"e":"24hrTicker"}}', MIDNIGHT_MS)
     builder.frame("btcusdt@aggTrade", b"not json at all {", MIDNIGHT_MS + 3_600_004)
     builder.control("gap", MIDNIGHT_MS + 3_600_005, "btcusdt@aggTrade", reason="test", expected=1, got=2, missing=1)
     sealed = builder.seal()
@@ -55,7 +56,7 @@ def test_mixed_traffic_is_compacted_exactly_with_duplicates_and_malformed_lines_
         got = sorted((r["symbol"], r[id_column], r["event_time_ms"], r["conn_id"]) for r in rows)
         assert got == sorted((d["s"], d[id_key], d["E"], "c1") for d in expected), kind
     repeated_kinds = {"aggTrade": "prices", "depthUpdate": "orderbook", "bookTicker": "bookticker"}
-    expected_duplicates = {kind: 0 for kind in (*repeated_kinds.values(), "depth_snapshot")}
+    expected_duplicates = {spec.kind: 0 for spec in KINDS}
     for _, data in repeated:
         expected_duplicates[repeated_kinds[data["e"]]] += 1
     assert report.duplicates == expected_duplicates
@@ -73,7 +74,7 @@ def test_mixed_traffic_is_compacted_exactly_with_duplicates_and_malformed_lines_
     assert len(reasons) == 4 and all(entry["segment"] == sealed.name for entry in entries)
     assert any("not valid JSON" in r for r in reasons.values())
     assert "prices: p is not an exact DECIMAL(18, 8)" in reasons.values()
-    assert any("markPriceUpdate" in r for r in reasons.values())
+    assert "frame record with unsupported event type '24hrTicker'" in reasons.values()
     assert any("collector bad_frame" in r for r in reasons.values())
     events = read_kind(tmp_path, "events")
     assert sorted(e["line"] for e in events if e["event"] == "quarantine") == sorted(reasons)

@@ -21,12 +21,29 @@ from harvest_pipeline import segments
 from harvest_pipeline.compaction import compact_segment, extract, fast, framescan, reconcile
 from harvest_pipeline.compaction.lines import read_segment_lines
 from harvest_pipeline.paths import DataPaths
-from tests.compaction.frames import MS, SegmentBuilder, TrafficMix, agg_trade, book_ticker, depth_update, snapshot_body
+from tests.compaction.frames import (
+    MS,
+    SegmentBuilder,
+    TrafficMix,
+    agg_trade,
+    book_ticker,
+    depth_update,
+    more_channel_frames,
+    open_interest_body,
+    snapshot_body,
+)
 from tests.compaction.test_quarantine_rules import Literal, build_poison_segment, prefix_line, with_data
 
 MIDNIGHT_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STREAMS = ["btcusdt@aggTrade", "btcusdt@bookTicker", "btcusdt@depth@100ms", "ethusdt@aggTrade"]
 STREAMS += ["ethusdt@bookTicker", "ethusdt@depth@100ms"]
+STREAMS += ["btcusdt@trade", "btcusdt@markPrice@1s", "btcusdt@forceOrder", "btcusdt@kline_1m"]
+
+
+def with_more_channels(frames: list[tuple[str, bytes, int]]) -> list[tuple[str, bytes, int]]:
+    """``frames`` and 70 s of trade, mark price, liquidation and kline frames (crossing a minute), by event time."""
+    more = list(more_channel_frames("BTCUSDT", MIDNIGHT_MS + 15, 70))
+    return sorted([*frames, *more], key=lambda frame: frame[2])
 
 
 def rest_trade(builder: SegmentBuilder, symbol: str, trade: dict, recv_ms: int) -> None:
@@ -41,7 +58,7 @@ def rest_trade(builder: SegmentBuilder, symbol: str, trade: dict, recv_ms: int) 
 def realistic_segment(root: Path) -> segments.SealedSegment:
     builder = SegmentBuilder(root).control("connect", MIDNIGHT_MS, url="ws://x", route="public", streams=STREAMS)
     generated = []
-    for stream, raw, event_ms in TrafficMix(start_ms=MIDNIGHT_MS + 10).frames(4000):
+    for stream, raw, event_ms in with_more_channels(list(TrafficMix(start_ms=MIDNIGHT_MS + 10).frames(4000))):
         builder.frame(stream, raw, event_ms + 4)
         generated.append((stream, orjson.loads(raw)["data"]))
     for stream, data in generated[200:260]:  # an overlapping connection repeats some frames
@@ -54,6 +71,9 @@ def realistic_segment(root: Path) -> segments.SealedSegment:
     rest_trade(builder, "BTCUSDT", {**rest, "p": "1.00"}, recv_ms)
     rest_trade(builder, "BTCUSDT", {**rest, "a": 1, "f": 1, "l": 1}, recv_ms)  # fills a hole
     builder.snapshot("BTCUSDT", snapshot_body(4_999, MIDNIGHT_MS + 20), MIDNIGHT_MS + 30)
+    builder.open_interest("BTCUSDT", open_interest_body("BTCUSDT", MIDNIGHT_MS + 40), MIDNIGHT_MS + 42)
+    builder.open_interest("BTCUSDT", open_interest_body("BTCUSDT", MIDNIGHT_MS + 40), MIDNIGHT_MS + 43)  # repeated
+    builder.open_interest("BTCUSDT", open_interest_body("BTCUSDT", MIDNIGHT_MS + 70, "-1"), MIDNIGHT_MS + 72)
     builder.control("gap", recv_ms + 1, "btcusdt@aggTrade", reason="test", expected=1, got=2, missing=1)
     builder.control("disconnect", recv_ms + 2, reason="test")
     return builder.seal()
@@ -205,7 +225,7 @@ def mutated_segment(root: Path, seed: int = 20261129) -> segments.SealedSegment:
     rng = random.Random(seed)
     alphabet = b'{}[]",:0123456789.-eE+ tfnulasbBAqpmTUuP\\x'
     builder = SegmentBuilder(root).control("connect", MIDNIGHT_MS, url="ws://x", route="public", streams=STREAMS)
-    for stream, raw, event_ms in TrafficMix(start_ms=MIDNIGHT_MS + 10).frames(3000):
+    for stream, raw, event_ms in with_more_channels(list(TrafficMix(start_ms=MIDNIGHT_MS + 10).frames(3000))):
         line = bytearray(segments.encode_frame((event_ms + 4) * MS, "c1", 1, stream, raw).data.rstrip(b"\n"))
         for _ in range(rng.choice((0, 0, 0, 1, 1, 2))):
             at = rng.randrange(len(line))
@@ -275,6 +295,9 @@ def test_every_road_writes_byte_identical_files(tmp_path, monkeypatch, build):
     assert any("kind=prices" in name for name in generic["files"]) and any(
         "quarantine" in name for name in generic["files"]
     )
+    if build is realistic_segment:
+        for kind in ("trades", "mark_price", "liquidations", "klines", "open_interest"):
+            assert any(f"kind={kind}/" in name for name in generic["files"]), kind
     for road in ("scanner", "fast"):
         assert sorted(outcome[road]["files"]) == sorted(generic["files"]), road
         for name, data in outcome[road]["files"].items():

@@ -9,13 +9,28 @@ import pytest
 
 from harvest_pipeline.compaction import SegmentUnreadable, compact_segment, quarantine_path, reconcile
 from harvest_pipeline.paths import DataPaths
-from tests.compaction.frames import MS, SegmentBuilder, agg_trade, book_ticker, depth_update, snapshot_body
+from tests.compaction.frames import (
+    MS,
+    SegmentBuilder,
+    agg_trade,
+    book_ticker,
+    depth_update,
+    force_order,
+    kline,
+    mark_price,
+    open_interest_body,
+    snapshot_body,
+)
+from tests.compaction.frames import (
+    trade as individual_trade,
+)
 from tests.compaction.test_compaction import read_kind
 
 MIDNIGHT_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 SUBSCRIBED = ["btcusdt@aggTrade", "btcusdt@bookTicker", "btcusdt@depth@100ms"]
+SUBSCRIBED += ["btcusdt@trade", "btcusdt@markPrice@1s", "btcusdt@forceOrder", "btcusdt@kline_1m"]
 
 
 class Literal:
@@ -38,6 +53,14 @@ def with_data(frame: bytes, **fields: object) -> bytes:
     for placeholder, text in literals.items():
         data = data.replace(placeholder, text)
     return data
+
+
+def with_nested(frame: bytes, key: str, **fields: object) -> bytes:
+    """A combined-stream frame with fields of the payload's object ``key`` (a forceOrder's ``o``, a kline's ``k``)
+    replaced."""
+    message = orjson.loads(frame)
+    message["data"][key] = {**message["data"][key], **fields}
+    return orjson.dumps(message)
 
 
 def prefix_line(t: str, n: str, stream: str, frame: bytes, kind: str = "frame") -> bytes:
@@ -174,6 +197,58 @@ def build_poison_segment(root: Path) -> PoisonSegment:
         b'{"t":%d,"c":"rest","n":9,"k":"snapshot","s":"btcusdt@depthSnapshot","symbol":"BTCUSDT","f":%b}'
         % ((t + 4) * MS, body),
     )
+    i, t = seg.ids()
+    seg.poison_frame("trades: t is negative", "btcusdt@trade", individual_trade("BTCUSDT", -3, t))
+    i, t = seg.ids()
+    seg.poison_frame(
+        "trades: m is not true or false", "btcusdt@trade", with_data(individual_trade("BTCUSDT", i, t), m="yes")
+    )
+    mark = "btcusdt@markPrice@1s"
+    i, t = seg.ids()
+    ninth = "mark_price: r is not an exact DECIMAL(18, 8)"
+    seg.poison_frame(ninth, mark, with_data(mark_price("BTCUSDT", t), r="0.000100001"))
+    i, t = seg.ids()
+    seg.poison_frame("mark_price: i is negative", mark, with_data(mark_price("BTCUSDT", t), i="-1.5"))
+    i, t = seg.ids()
+    seg.poison_frame(
+        "mark_price: missing T",
+        mark,
+        orjson.dumps(
+            {
+                "stream": mark,
+                "data": {
+                    key: value for key, value in orjson.loads(mark_price("BTCUSDT", t))["data"].items() if key != "T"
+                },
+            }
+        ),
+    )
+    liquidation = "btcusdt@forceOrder"
+    i, t = seg.ids()
+    side = "liquidations: o.S is not one of BUY/SELL"
+    seg.poison_frame(side, liquidation, with_nested(force_order("BTCUSDT", t), "o", S="sell"))
+    i, t = seg.ids()
+    seg.poison_frame("liquidations: o.z is negative", liquidation, with_nested(force_order("BTCUSDT", t), "o", z="-1"))
+    i, t = seg.ids()
+    seg.poison_frame(
+        "liquidations: missing s (symbol)", liquidation, with_nested(force_order("BTCUSDT", t), "o", s=None)
+    )
+    candle = "btcusdt@kline_1m"
+    i, t = seg.ids()
+    seg.poison_frame("klines: k.v is negative", candle, with_nested(kline("BTCUSDT", t, t, False), "k", v="-0.5"))
+    i, t = seg.ids()
+    seg.poison_frame("klines: k.s differs from s", candle, with_nested(kline("BTCUSDT", t, t, False), "k", s="ETHUSDT"))
+    i, t = seg.ids()
+    seg.poison_frame("klines: k.f is negative", candle, with_nested(kline("BTCUSDT", t, t, False), "k", f=-2))
+    i, t = seg.ids()
+    interest = b'{"t":%d,"c":"rest","n":9,"k":"open_interest","s":"btcusdt@openInterest","symbol":"BTCUSDT","f":%b}'
+    seg.poison_line(
+        "open_interest: openInterest is negative", interest % ((t + 4) * MS, open_interest_body("BTCUSDT", t, "-0.001"))
+    )
+    i, t = seg.ids()
+    seg.poison_line(
+        "open_interest: symbol differs from the requested symbol",
+        interest % ((t + 4) * MS, open_interest_body("ETHUSDT", t)),
+    )
     seg.poison_line("record field 't' missing or not int", b'{"t":%b,"c":"c1","n":5,"k":"gap"}' % (b"9" * 25))
     seg.poison_line("gap record: t is outside int64", b'{"t":18446744073709551615,"c":"c1","n":5,"k":"gap"}')
     seg.poison_line("gap record: t is before 2017-01-01", b'{"t":1000,"c":"c1","n":5,"k":"gap"}')
@@ -200,6 +275,12 @@ def test_each_poison_value_is_one_quarantine_entry_naming_its_field_and_good_lin
     seg.builder.frame("ethusdt@aggTrade", agg_trade("ETHUSDT", 7, t), t + 3, conn_id="c2")
     seg.builder.snapshot("BTCUSDT", snapshot_body(4_999, t), t + 10)
     seg.builder.control("gap", t + 11, "btcusdt@aggTrade", reason="test", expected=1, got=2, missing=1)
+    # and one good row of each later channel: a negative funding rate, a kline minute without trades (ids -1)
+    seg.builder.frame("btcusdt@trade", individual_trade("BTCUSDT", 42, t), t + 3)
+    seg.builder.frame("btcusdt@markPrice@1s", mark_price("BTCUSDT", t, "-0.00030000"), t + 3)
+    seg.builder.frame("btcusdt@forceOrder", force_order("BTCUSDT", t), t + 3)
+    seg.builder.frame("btcusdt@kline_1m", kline("BTCUSDT", MIDNIGHT_MS, t, False, trades=0), t + 3)
+    seg.builder.open_interest("BTCUSDT", open_interest_body("BTCUSDT", t, "0"), t + 4)
     sealed = seg.builder.seal()
     paths = DataPaths.from_root(tmp_path)
 
@@ -218,6 +299,12 @@ def test_each_poison_value_is_one_quarantine_entry_naming_its_field_and_good_lin
     assert zero_level[0]["asks"][-1]["qty"] == Decimal("0")
     assert [r["agg_trade_id"] for r in read_kind(tmp_path, "prices") if r["symbol"] == "ETHUSDT"] == [7]
     assert [r["last_update_id"] for r in read_kind(tmp_path, "depth_snapshot")] == [4_999]
+    assert [r["trade_id"] for r in read_kind(tmp_path, "trades")] == [42]
+    assert [r["funding_rate"] for r in read_kind(tmp_path, "mark_price")] == [Decimal("-0.0003")]
+    assert [r["side"] for r in read_kind(tmp_path, "liquidations")] == ["SELL"]
+    [candle] = read_kind(tmp_path, "klines")
+    assert (candle["first_trade_id"], candle["last_trade_id"], candle["trade_count"]) == (None, None, 0)
+    assert [r["open_interest"] for r in read_kind(tmp_path, "open_interest")] == [Decimal("0")]
     events = read_kind(tmp_path, "events")
     quarantined = {e["line"]: e["reason"] for e in events if e["event"] == "quarantine"}
     assert quarantined == reasons

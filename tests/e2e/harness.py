@@ -103,6 +103,9 @@ def start_pipeline(
         "HARVEST_WATCHDOG_S": str(watchdog_s),
         "HARVEST_FEATURES_REFRESH_S": "20",
         "HARVEST_SEGMENT_RETENTION_DAYS": "7",
+        # a poll a minute would keep writing segments after the tests quiesce the market (tested in tests/collector
+        # and tests/compaction/test_channels_to_parquet.py)
+        "HARVEST_OPEN_INTEREST_INTERVAL_S": "0",
     }
     argv = [
         sys.executable, "-m", "harvest_pipeline.cli", "up", "--simulate", "--data", str(data),

@@ -20,7 +20,10 @@ from tests.e2e.harness import RunningPipeline, http_json, start_pipeline, wait_f
 pytestmark = pytest.mark.e2e
 
 SYMBOL = "BTCUSDT"
-STREAMS = [f"{SYMBOL.lower()}@{kind}" for kind in ("aggTrade", "depth@100ms", "bookTicker")]
+STREAMS = [
+    f"{SYMBOL.lower()}@{kind}"
+    for kind in ("aggTrade", "depth@100ms", "bookTicker", "markPrice@1s", "forceOrder", "kline_1m")
+]
 
 
 def sealed_count(data: Path) -> int:

@@ -21,7 +21,11 @@ pytestmark = pytest.mark.e2e
 
 SYMBOL = "BTCUSDT"
 STREAM_KINDS = {"aggTrade": ("prices", "agg_trade_id"), "depth@100ms": ("orderbook", "final_update_id"),
-                "bookTicker": ("bookticker", "update_id")}  # fmt: skip
+                "bookTicker": ("bookticker", "update_id"), "markPrice@1s": ("mark_price", "event_time_ms"),
+                "forceOrder": ("liquidations", "event_time_ms")}  # fmt: skip
+"""Default streams whose every frame is one row, by its exchange id (or time)."""
+KLINE_STREAM = "kline_1m"
+"""The default stream whose frames are updates of one row per minute (``klines``)."""
 COMPACTION_JOB = "compact_segments"
 ARTIFACTS = Path(os.environ.get("HARVEST_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 
@@ -89,7 +93,7 @@ def test_up_compacts_exactly_what_the_simulator_sent_and_builds_todays_features(
     wait_for("a succeeded compaction run", lambda: succeeded_runs(pipeline, COMPACTION_JOB), timeout_s=180)
 
     streams = [f"{SYMBOL.lower()}@{kind}" for kind in STREAM_KINDS]
-    for stream in streams:  # quiesce the market so "everything sent" is a fixed number
+    for stream in [*streams, f"{SYMBOL.lower()}@{KLINE_STREAM}"]:  # quiesce the market: "everything sent" is fixed
         http_json(
             f"{pipeline.simulator_admin()}/admin/fault", {"fault": "stall_stream", "stream": stream, "seconds": 3600}
         )
@@ -109,6 +113,9 @@ def test_up_compacts_exactly_what_the_simulator_sent_and_builds_todays_features(
         raise AssertionError(f"{exc}; (sent, rows, distinct ids) per stream: {observed}") from None
     counts = observed
     assert set(counts) == set(streams)
+    kline_frames = sent_frames(pipeline)[f"{SYMBOL.lower()}@{KLINE_STREAM}"]["frames"]
+    kline_rows, kline_minutes = parquet_ids(pipeline, "klines", "open_time_ms")
+    assert 0 < kline_minutes <= kline_rows < kline_frames, "klines: one row per minute and segment, from many updates"
 
     today_features = wait_for(
         "today's features_1s materialized",
@@ -198,9 +205,17 @@ def test_dagster_ui_shows_the_asset_graph_and_a_succeeded_compaction_run(
         page_text_with("Global asset lineage", "raw", "daily", "features")
         driver.save_screenshot(str(ARTIFACTS / "dagster-global-lineage.png"))
 
-        driver.get(f"{pipeline.ui_url}/locations/harvest_pipeline.definitions/asset-groups/raw/lineage")
-        page_text_with("prices", "orderbook", "events", "depth_snapshot")
+        # the raw group as a list: its ten kinds no longer fit a readable graph (zoomed out, the graph hides names)
+        driver.get(f"{pipeline.ui_url}/locations/harvest_pipeline.definitions/asset-groups/raw/list")
+        page_text_with("prices", "orderbook", "bookticker", "depth_snapshot", "trades", "mark_price", "liquidations",
+                       "klines", "open_interest", "events")  # fmt: skip
         driver.save_screenshot(str(ARTIFACTS / "dagster-asset-graph.png"))
+
+        for kind, words in (("mark_price", "funding rate"), ("liquidations", "forceOrder"), ("klines", "kline"),
+                            ("open_interest", "open interest"), ("trades", "individual trade")):  # fmt: skip
+            driver.get(f"{pipeline.ui_url}/assets/{kind}")
+            page_text_with(kind, words)
+        driver.save_screenshot(str(ARTIFACTS / "dagster-asset-page-trades.png"))
 
         # one graph: the upstream lineage of features_1s reaches the raw kinds and the external sealed segments
         driver.get(f"{pipeline.ui_url}/assets/features_1s?view=lineage&lineageScope=upstream&lineageDepth=5")

@@ -10,7 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harvest_pipeline.features.sources import BOOK_KIND, day_start_ms
-from harvest_pipeline.schema import BOOK_1S, BOOKTICKER, EVENTS, OFI_LEVELS, PRICES
+from harvest_pipeline.schema import (
+    BOOK_1S,
+    BOOKTICKER,
+    EVENTS,
+    LIQUIDATIONS,
+    MARK_PRICE,
+    OFI_LEVELS,
+    OPEN_INTEREST,
+    PRICES,
+)
 from harvest_pipeline.store import kind_dir
 
 DAY = dt.date(2026, 1, 5)
@@ -72,6 +81,47 @@ def write_ticks(root: Path, ticks: list[tuple], part: str = "part-a", day: dt.da
         "latency_ms": [t[6] if len(t) > 6 else 5 for t in ticks],
     }
     return write_raw(root, day, symbol, "bookticker", part, columns, BOOKTICKER)
+
+
+def write_marks(root: Path, marks: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL) -> Path:
+    """Mark price updates as (event_time_ms, mark, index, funding_rate) with decimals as strings."""
+    columns = {
+        "event_time_ms": [m[0] for m in marks],
+        "mark_price": [Decimal(m[1]) for m in marks],
+        "index_price": [Decimal(m[2]) for m in marks],
+        "estimated_settle_price": [Decimal(m[2]) for m in marks],
+        "funding_rate": [Decimal(m[3]) for m in marks],
+        "next_funding_time_ms": [(m[0] // 28_800_000 + 1) * 28_800_000 for m in marks],
+    }
+    return write_raw(root, day, symbol, "mark_price", part, columns, MARK_PRICE)
+
+
+def write_liquidations(
+    root: Path, orders: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
+) -> Path:
+    """Liquidations as (event_time_ms, trade_time_ms, side, filled_qty) with the quantity as a string."""
+    columns = {
+        "event_time_ms": [o[0] for o in orders],
+        "trade_time_ms": [o[1] for o in orders],
+        "side": [o[2] for o in orders],
+        "order_type": ["LIMIT"] * len(orders),
+        "time_in_force": ["IOC"] * len(orders),
+        "status": ["FILLED"] * len(orders),
+        "price": [Decimal("100")] * len(orders),
+        "avg_price": [Decimal("100")] * len(orders),
+        "orig_qty": [Decimal(o[3]) for o in orders],
+        "last_filled_qty": [Decimal(o[3]) for o in orders],
+        "filled_qty": [Decimal(o[3]) for o in orders],
+    }
+    return write_raw(root, day, symbol, "liquidations", part, columns, LIQUIDATIONS)
+
+
+def write_open_interest(
+    root: Path, samples: list[tuple], part: str = "part-a", day: dt.date = DAY, symbol: str = SYMBOL
+) -> Path:
+    """Open interest answers as (time_ms, open_interest) with the value as a string."""
+    columns = {"event_time_ms": [o[0] for o in samples], "open_interest": [Decimal(o[1]) for o in samples]}
+    return write_raw(root, day, symbol, "open_interest", part, columns, OPEN_INTEREST)
 
 
 def write_events(

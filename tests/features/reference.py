@@ -150,6 +150,7 @@ def reference_features(kind_root: Path, events_dirs: list[Path], day_start: int,
         )
 
     _book_columns(out, _rows(kind_root / "kind=book_1s"), l1_from_book=not ticks)
+    _derivatives_columns(out, kind_root, day_start, recorded)
 
     windows = _gap_windows(ledger, day_start)
     for row in out:
@@ -287,3 +288,40 @@ def _recorded_seconds(ledger: list[dict], day_start: int, data_recv_ms: list[int
                 covered_to = hi + 1
         recorded.append(start + 1000 > first and start <= last and covered_to < start + 1000)
     return recorded
+
+
+def _by_time(rows: list[dict], day_start: int, clock: str = "event_time_ms") -> list[dict]:
+    """One row per event time (earliest received), of the day by ``clock``, in event time order."""
+    in_day = [r for r in rows if day_start <= r[clock] < day_start + SECONDS * 1000]
+    return sorted(_first_by(in_day, "event_time_ms"), key=lambda r: r["event_time_ms"])
+
+
+def _derivatives_columns(out: list[dict], kind_root: Path, day_start: int, recorded: list[bool]) -> None:
+    """Mark and index price, basis, funding rate and open interest (each the latest value at the second's end, carried
+    through recorded seconds only) and liquidated quantity per side (in the second of the liquidation's trade time)."""
+    marks = _by_time(_rows(kind_root / "kind=mark_price"), day_start)
+    interests = _by_time(_rows(kind_root / "kind=open_interest"), day_start)
+    liquidations = _by_time(_rows(kind_root / "kind=liquidations"), day_start, "trade_time_ms")
+    mark_at = {(m["event_time_ms"] - day_start) // 1000: m for m in marks}  # the last of each second wins
+    interest_at = {(o["event_time_ms"] - day_start) // 1000: o for o in interests}
+    liquidated: dict[tuple[int, str], Decimal] = {}
+    for row in liquidations:
+        key = ((row["trade_time_ms"] - day_start) // 1000, row["side"])
+        liquidated[key] = liquidated.get(key, Decimal(0)) + row["filled_qty"]
+    mark, interest = None, None
+    for s, row in enumerate(out):
+        if not recorded[s]:
+            mark, interest = None, None
+        mark = mark_at.get(s, mark)
+        interest = interest_at.get(s, interest)
+        index = mark["index_price"] if mark else None
+        row.update(
+            mark_price=float(mark["mark_price"]) if mark else None,
+            index_price=float(index) if mark else None,
+            basis_bps=float((mark["mark_price"] - index) / index) * 1e4 if mark and index > 0 else None,
+            funding_rate=float(mark["funding_rate"]) if mark else None,
+            liquidation_buy_volume=float(liquidated.get((s, "BUY"), 0)),
+            liquidation_sell_volume=float(liquidated.get((s, "SELL"), 0)),
+            open_interest=float(interest["open_interest"]) if interest else None,
+            open_interest_age_s=(day_start + (s + 1) * 1000 - interest["event_time_ms"]) / 1000 if interest else None,
+        )

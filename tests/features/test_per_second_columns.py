@@ -8,7 +8,18 @@ import math
 import pytest
 
 from harvest_pipeline.features.table import FeatureParams, build_features
-from tests.features.rawdata import DAY, SYMBOL, T0, write_events, write_ticks, write_trades
+from tests.features.rawdata import (
+    DAY,
+    SYMBOL,
+    T0,
+    write_events,
+    write_liquidations,
+    write_marks,
+    write_open_interest,
+    write_ticks,
+    write_trades,
+)
+from tests.features.reference import reference_features
 
 
 def recording_all_day(root) -> None:
@@ -182,3 +193,66 @@ def test_floats_everywhere_and_no_nan_in_sums(tmp_path):
     c = features(tmp_path)
     assert c["quote_volume"][1] == pytest.approx(1e-16)
     assert not any(math.isnan(v) for v in c["cvd"])
+
+
+def test_mark_basis_funding_and_open_interest_are_the_latest_at_the_second_end_and_carry_while_recorded(tmp_path):
+    recording_all_day(tmp_path)
+    write_marks(tmp_path, [(T0 + 2_000, "101", "100", "0.0001"), (T0 + 2_999, "102", "100", "-0.0002")])
+    write_marks(tmp_path, [(T0 + 2_999, "102", "100", "-0.0002"), (T0 + 9_500, "99.5", "100", "0")], part="part-b")
+    write_open_interest(tmp_path, [(T0 + 4_250, "1500.5")])
+    c = features(tmp_path)
+    assert at(c, 1, "mark_price", "index_price", "basis_bps", "funding_rate") == (None, None, None, None)
+    assert at(c, 2, "mark_price", "index_price", "funding_rate") == (102.0, 100.0, -0.0002)
+    assert c["basis_bps"][2] == pytest.approx(200.0)
+    assert at(c, 8, "mark_price", "funding_rate") == (102.0, -0.0002)  # carried
+    assert c["basis_bps"][9] == pytest.approx(-50.0)
+    assert at(c, 3, "open_interest", "open_interest_age_s") == (None, None)
+    assert at(c, 4, "open_interest", "open_interest_age_s") == (1500.5, 0.75)
+    assert at(c, 64, "open_interest", "open_interest_age_s") == (1500.5, 60.75)
+
+
+def test_nothing_is_carried_into_a_second_no_collector_recorded(tmp_path):
+    write_marks(tmp_path, [(T0 + 2_000, "101", "100", "0.0001")])
+    write_open_interest(tmp_path, [(T0 + 2_100, "7")])
+    write_events(tmp_path, [{"event": "disconnect", "event_time_ms": T0 + 2_500, "reason": "test"}], symbol="ALL")
+    write_events(tmp_path, [{"event": "connect", "event_time_ms": T0 + 10_000}], part="part-b", symbol="ALL")
+    c = features(tmp_path)
+    assert at(c, 2, "mark_price", "open_interest") == (101.0, 7.0)
+    assert at(c, 5, "recorded", "mark_price", "open_interest", "open_interest_age_s") == (False, None, None, None)
+
+
+def test_liquidated_quantity_counts_per_side_in_the_second_of_its_trade_time(tmp_path):
+    write_liquidations(
+        tmp_path,
+        [
+            (T0 + 5_001, T0 + 4_999, "SELL", "0.5"),
+            (T0 + 5_900, T0 + 5_800, "SELL", "1.25"),
+            (T0 + 6_100, T0 + 6_000, "BUY", "2"),
+        ],
+    )
+    write_liquidations(tmp_path, [(T0 + 5_900, T0 + 5_800, "SELL", "1.25")], part="part-b")  # the same event again
+    c = features(tmp_path)
+    assert at(c, 4, "liquidation_buy_volume", "liquidation_sell_volume") == (0.0, 0.5)
+    assert at(c, 5, "liquidation_buy_volume", "liquidation_sell_volume") == (0.0, 1.25)
+    assert at(c, 6, "liquidation_buy_volume", "liquidation_sell_volume") == (2.0, 0.0)
+    assert at(c, 7, "liquidation_buy_volume", "liquidation_sell_volume") == (0.0, 0.0)
+
+
+def test_derivatives_columns_match_the_plain_reference(tmp_path):
+    recording_all_day(tmp_path)
+    write_marks(
+        tmp_path, [(T0 + s * 1000 + 3, f"{100 + s % 7}.125", f"{100 + s % 5}", f"0.000{s % 9}") for s in range(400)]
+    )
+    write_open_interest(tmp_path, [(T0 + s * 60_000 + 17, f"{1000 + s}.5") for s in range(8)])
+    write_liquidations(
+        tmp_path, [(T0 + s * 7_000 + 9, T0 + s * 7_000, "BUY" if s % 2 else "SELL", f"0.{s + 1}") for s in range(50)]
+    )
+    c = build_features(tmp_path, DAY, SYMBOL, FeatureParams()).table.to_pylist()
+    ledgers = sorted(tmp_path.glob("date=*/symbol=*/kind=events"))
+    reference = reference_features(tmp_path / f"date={DAY}" / f"symbol={SYMBOL}", ledgers, T0)
+    names = ("mark_price", "index_price", "basis_bps", "funding_rate", "liquidation_buy_volume")
+    names += ("liquidation_sell_volume", "open_interest", "open_interest_age_s")
+    for ours, theirs in zip(c, reference, strict=True):
+        for name in names:
+            expected = theirs[name] if theirs[name] is None else pytest.approx(theirs[name], rel=1e-12)
+            assert ours[name] == expected, (ours["second_of_day"], name)
