@@ -11,31 +11,23 @@ from assets.resources import HarvestStorage
 from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.features.quality import MAX_DUPLICATE_RATE
 from harvest_pipeline.schema import RAW_KINDS
-from harvest_pipeline.settings import env_name, load_settings
+from harvest_pipeline.settings import load_settings
 from harvest_pipeline.store import DEDUP_KEYS
 from harvest_pipeline.store.consolidation import consolidate
+from harvest_pipeline.symbol_partitions import SYMBOL_PARTITIONS_NAME
 
-SYMBOLS_ENV = env_name("symbols")
-START_DATE_ENV = env_name("start_date")
-
-
-def configured_symbols() -> list[str]:
-    """The symbols the collector records: the installation setting ``symbols`` (``HARVEST_SYMBOLS``, the settings
-    file, or the one default in ``harvest_pipeline.settings``), read afresh on every call.
-
-    A symbol becomes a partition key and a ``symbol=`` folder, so each one must pass the one symbol rule
-    (``harvest_pipeline.symbols``); anything else stops the definitions from loading, naming the symbol.
-    """
-    return list(load_settings().symbols)
-
-
+SYMBOL_PARTITIONS = dg.DynamicPartitionsDefinition(name=SYMBOL_PARTITIONS_NAME)
+"""One partition per symbol recorded, kept in the instance: compaction adds a symbol once it writes market data for
+it, the ``symbol_partitions`` sensor the symbols of the settings and of the Parquet on disk
+(``harvest_pipeline.symbol_partitions``)."""
 DAY_SYMBOL_PARTITIONS = dg.MultiPartitionsDefinition(
     {
         "date": dg.DailyPartitionsDefinition(start_date=load_settings().start_date, end_offset=1),
-        "symbol": dg.StaticPartitionsDefinition(configured_symbols()),
+        "symbol": SYMBOL_PARTITIONS,
     }
 )
-"""UTC event date x symbol; ``end_offset=1`` makes today a partition so its features can refresh during the day."""
+"""UTC event date x symbol, keys ``2026-01-01|BTCUSDT``; ``end_offset=1`` makes today a partition so its features can
+refresh during the day."""
 
 CONSOLIDATED_KINDS = tuple(DEDUP_KEYS)
 CHECKED_KINDS = ("prices", "bookticker", "orderbook")

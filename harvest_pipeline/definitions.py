@@ -17,6 +17,7 @@ from assets.trade_backfill import TRADE_BACKFILL_ASSETS
 from sensors.features import FEATURE_JOBS, FEATURE_SENSORS
 from sensors.retention import RETENTION_SCHEDULES
 from sensors.segments import COMPACTION_SENSORS
+from sensors.symbols import SYMBOL_SENSORS
 
 defs = dg.Definitions(
     assets=[
@@ -28,7 +29,7 @@ defs = dg.Definitions(
         *TRADE_BACKFILL_ASSETS,
     ],
     jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS],
-    sensors=[*COMPACTION_SENSORS, *FEATURE_SENSORS],
+    sensors=[*COMPACTION_SENSORS, *SYMBOL_SENSORS, *FEATURE_SENSORS],
     schedules=RETENTION_SCHEDULES,
     resources={"storage": HarvestStorage.from_deployment()},
 )

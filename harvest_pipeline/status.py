@@ -4,7 +4,7 @@ Per-stream freshness (from the collector's /healthz), the last sealed segment, s
 compaction lag (segments sealed but not yet compacted) shown apart from segments whose compaction keeps failing, the
 failed Dagster runs of the last 24 h (a run counts as recovered once a retry of it, a later run of the same partition,
 or the compaction of all its segments succeeded), the completeness certificates of the last 3 UTC days (one line per
-day x symbol), disk use and free space. Every section degrades to a clear
+day x symbol partition), disk use and free space. Every section degrades to a clear
 "unavailable" line instead of failing, because status is what an operator runs when something is already wrong.
 """
 
@@ -291,11 +291,10 @@ def _open_instance(dagster_home: Path) -> dg.DagsterInstance:
 def gather_status(
     paths: DataPaths, metrics_url: str, now: float | None = None, symbols: tuple[str, ...] | None = None
 ) -> PipelineStatus:
-    """Collect every section of the status screen (certificates of ``symbols``, default the installation's)."""
-    if symbols is None:
-        from harvest_pipeline.settings import load_settings
+    """Collect every section of the status screen (certificates of ``symbols``, default the instance's symbol
+    partitions, or the symbols with Parquet on disk when the instance is unavailable)."""
+    from harvest_pipeline.symbol_partitions import recorded_symbols, registered_symbols
 
-        symbols = load_settings().symbols
     now = now or time.time()
     health, health_error = None, None
     try:
@@ -309,11 +308,15 @@ def gather_status(
         with _open_instance(paths.dagster_home) as instance:
             progress = segment_progress(instance)
             failures = judge_failed_runs(instance, progress, now)
+            partitions = registered_symbols(instance)
         failing = progress.failing
         skip = progress.compacted | set(failing)
         lagging = [segment.name for segment, _ in inventory.valid if segment.name not in skip]
     except Exception as exc:  # noqa: BLE001 - any instance problem is reported, not raised
         compaction_error = f"Dagster instance at {paths.dagster_home} unavailable: {exc}"
+        partitions = list(recorded_symbols(paths.parquet))
+    if symbols is None:
+        symbols = tuple(sorted(partitions))
     used = {area: directory_bytes(getattr(paths, area)) for area in ("segments", "parquet", "quarantine")}
     free = shutil.disk_usage(paths.root if paths.root.exists() else Path.cwd()).free
     last_sealed = inventory.valid[-1][1] if inventory.valid else None

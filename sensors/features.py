@@ -1,7 +1,8 @@
 """``features_refresh``: what only a sensor can see, the raw Parquet files of today and which past day a compaction
 run wrote to. Everything Dagster can see by itself is declared on the assets (``harvest_automation``):
 
-- ``features_refresh`` (sensor, every 3 min at most), per symbol:
+- ``features_refresh`` (sensor, every 3 min at most), per symbol partition (the instance's ``symbols``, which
+  compaction extends as soon as it writes a symbol's first rows: ``harvest_pipeline.symbol_partitions``):
   - today: if today's raw Parquet (prices, bookticker, events, orderbook, depth_snapshot) changed since the last
     request (newest file time), request today's book and then ``features_1s`` for (today, symbol)
     (``features_refresh_job``; today is not consolidated during the day);
@@ -26,16 +27,12 @@ import dagster as dg
 import orjson
 
 from assets.book import book
-from assets.consolidation import (
-    CONSOLIDATED_KINDS,
-    DAY_SYMBOL_PARTITIONS,
-    configured_symbols,
-    daily_asset_key,
-)
+from assets.consolidation import CONSOLIDATED_KINDS, DAY_SYMBOL_PARTITIONS, daily_asset_key
 from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.features.sources import newest_raw_change_ns
 from harvest_pipeline.schema import ALL_SYMBOLS
+from harvest_pipeline.symbol_partitions import registered_symbols
 
 REFRESH_INTERVAL_S = int(os.environ.get("HARVEST_FEATURES_REFRESH_S", "180"))
 """Minimum seconds between refresh ticks (``HARVEST_FEATURES_REFRESH_S``; tests and demos use less)."""
@@ -121,7 +118,7 @@ def days_with_new_parts(instance: dg.DagsterInstance, after: dict[str, int]) -> 
 
 def day_symbols(cells: set[str], symbols: list[str]) -> tuple[set[tuple[dt.date, str]], list[str]]:
     """Valid (day, symbol) pairs of ``date/symbol`` cells (``ALL`` stands for every symbol), and the cells skipped:
-    a symbol that is not configured (configured ones are validated) or a day outside the partitions."""
+    a symbol that is not one of ``symbols`` (the symbol partitions) or a day outside the partitions."""
     dates = DAY_SYMBOL_PARTITIONS.get_partitions_def_for_dimension("date")
     pairs: set[tuple[dt.date, str]] = set()
     skipped: list[str] = []
@@ -157,7 +154,7 @@ def features_refresh(context: dg.SensorEvaluationContext, storage: HarvestStorag
     """Request today's features, and a new consolidation of every past day x symbol that received new raw parts."""
     today = dt.datetime.now(dt.UTC).date()
     state = RefreshCursor.parse(context.cursor)
-    symbols = configured_symbols()
+    symbols = registered_symbols(context.instance)
     requests = []
     for symbol in symbols:
         changed = newest_raw_change_ns(storage.paths().parquet, today, symbol)

@@ -13,6 +13,7 @@ from assets.trade_backfill import TradeBackfillConfig, trade_backfill
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments import list_sealed_segments
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
+from harvest_pipeline.symbol_partitions import register_symbols
 from tests.backfill.recording import (
     FREEZE,
     SYMBOL,
@@ -35,11 +36,13 @@ def test_the_asset_heals_its_partition_and_reports_what_it_fetched(tmp_path: Pat
             drop_trades(paths, day, set(hole))
             settings = tmp_path / "settings.json"
             settings.write_text(json.dumps({"data_root": str(paths.root), "rest_base": sim.rest_base}))
+            instance = dg.DagsterInstance.ephemeral()
+            register_symbols(instance, [SYMBOL])
             result = await asyncio.to_thread(
                 dg.materialize,
                 [trade_backfill],
                 partition_key=dg.MultiPartitionKey({"date": day.isoformat(), "symbol": SYMBOL}),
-                instance=dg.DagsterInstance.ephemeral(),
+                instance=instance,
                 resources={"storage": HarvestStorage(settings_file=str(settings))},
                 run_config=dg.RunConfig({"trade_backfill": TradeBackfillConfig(weight_per_minute=100)}),
             )

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from assets.book import book
 from assets.resources import HarvestStorage
 from harvest_pipeline.book import book_file
+from harvest_pipeline.symbol_partitions import register_symbols
 from tests.book.test_build import STEP, write_diffs, write_snapshot
 from tests.completeness.rawfiles import chain
 from tests.features.rawdata import DAY, SYMBOL
@@ -19,6 +20,7 @@ PARTITION = dg.MultiPartitionKey({"date": DAY.isoformat(), "symbol": SYMBOL})
 def materialize_book(tmp_path) -> dg.ExecuteInProcessResult:
     (tmp_path / "home").mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        register_symbols(instance, [SYMBOL])
         return dg.materialize(
             [book],
             partition_key=PARTITION,

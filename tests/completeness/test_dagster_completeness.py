@@ -13,6 +13,7 @@ from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.completeness import certificate_path
 from harvest_pipeline.features.table import features_path
+from harvest_pipeline.symbol_partitions import register_symbols
 from tests.completeness.rawfiles import TRADES, trade_ms, write_prices
 from tests.features.rawdata import DAY, SYMBOL, write_events
 
@@ -24,6 +25,7 @@ def run_day(tmp_path) -> tuple[dg.ExecuteInProcessResult, dg.AssetCheckEvaluatio
     resources = {"storage": HarvestStorage(data_root=str(tmp_path))}
     (tmp_path / "home").mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        register_symbols(instance, [SYMBOL])
         result = dg.materialize(
             [completeness, features_1s],
             partition_key=PARTITION,

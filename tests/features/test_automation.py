@@ -19,6 +19,7 @@ from assets.resources import HarvestStorage
 from harvest_pipeline.definitions import defs
 from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.features.table import features_path
+from harvest_pipeline.symbol_partitions import register_symbols
 from sensors.features import features_final_job, features_refresh
 from tests.features.rawdata import DAY, SYMBOL, T0, write_ticks, write_trades
 
@@ -31,6 +32,7 @@ def test_refresh_sensor_requests_today_once_per_change_of_its_raw_parts(tmp_path
     write_trades(tmp_path / "parquet", [(start + 1_000, 1, "100", "1", False)], day=today)
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        register_symbols(instance, [SYMBOL])  # as compaction does when it writes a symbol's first rows
         resources = {"storage": HarvestStorage(data_root=str(tmp_path))}
 
         def tick(cursor: str | None) -> dg.SensorResult:
@@ -63,6 +65,7 @@ def test_nightly_automation_consolidates_yesterday_and_builds_its_features_once_
     nightly = {(daily_asset_key(kind).to_user_string(), yesterday) for kind in CONSOLIDATED_KINDS}
     after = DAY + dt.timedelta(days=1)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        register_symbols(instance, [SYMBOL])
 
         def evaluate(when: dt.datetime, cursor=None) -> dg.EvaluateAutomationConditionsResult:
             return dg.evaluate_automation_conditions(defs, instance, evaluation_time=when, cursor=cursor)
@@ -84,6 +87,7 @@ def test_a_past_days_consolidation_rebuilds_its_features_by_automation(tmp_path)
     resources = {"storage": HarvestStorage(data_root=str(tmp_path))}
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        register_symbols(instance, [SYMBOL])
         quiet = dg.evaluate_automation_conditions(defs, instance)
         assert requested(quiet) == set()
 

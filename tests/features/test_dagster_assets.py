@@ -14,6 +14,7 @@ from assets.resources import HarvestStorage
 from harvest_pipeline.features.sources import day_start_ms
 from harvest_pipeline.features.table import features_path
 from harvest_pipeline.store import kind_dir
+from harvest_pipeline.symbol_partitions import register_symbols
 from tests.features.rawdata import DAY, SYMBOL, T0, write_events
 from tests.features.reference import reference_features
 from tests.features.synthetic import write_synthetic_day
@@ -65,6 +66,7 @@ def test_materialized_features_match_the_reference_and_rerun_identically(tmp_pat
     write_events(parquet, [gap])
     (tmp_path / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
+    register_symbols(instance, [SYMBOL])
     reference = reference_features(
         kind_dir(parquet, DAY, SYMBOL, "prices").parent, [kind_dir(parquet, DAY, SYMBOL, "events")], day_start_ms(DAY)
     )

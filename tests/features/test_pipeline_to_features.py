@@ -22,6 +22,7 @@ from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.schema import ALL_SYMBOLS
 from harvest_pipeline.segments import list_sealed_segments
 from harvest_pipeline.store import kind_dir
+from harvest_pipeline.symbol_partitions import register_symbols
 from tests.collector.harness import collect_in_process
 from tests.features.reference import reference_features
 from tests.features.test_dagster_assets import assert_matches_reference
@@ -107,6 +108,7 @@ def test_simulated_window_through_the_pipeline_matches_reference_and_simulator_a
 
     trades_seen = 0
     with dg.instance_for_test() as instance:
+        register_symbols(instance, [SYMBOL])  # compacted without Dagster here: the asset would have registered it
         for day in sorted(trades_sent):
             reference = reference_features(
                 kind_dir(paths.parquet, day, SYMBOL, "prices").parent, event_dirs(paths.parquet, day), day_start_ms(day)

@@ -15,6 +15,7 @@ from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.definitions import defs
 from harvest_pipeline.schema import BOOK_KINDS, FEATURES_1S, RAW_KINDS
 from harvest_pipeline.schema import COMPLETENESS as COMPLETENESS_SCHEMA
+from harvest_pipeline.symbol_partitions import register_symbols
 from tests.ops.compacted import compact, write_registered_segments
 
 SOURCE = dg.AssetKey("sealed_segments")
@@ -102,6 +103,7 @@ def test_automation_stays_fast_with_10000_segment_partitions(tmp_path):
     names = [f"2026-01-05T00-00-{index:06d}" for index in range(10_000)]
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         instance.add_dynamic_partitions(SEGMENT_PARTITIONS.name, names)
+        register_symbols(instance, ["BTCUSDT"])
         for name in names[-200:]:  # recent compactions, as the event log has them
             for key in RAW_KIND_KEYS.values():
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=name))

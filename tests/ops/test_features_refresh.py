@@ -13,6 +13,8 @@ from sensors.features import features_final_job, features_refresh, features_refr
 from tests.ops.compacted import compact, write_registered_segments
 
 SYMBOL = "BTCUSDT"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+"""The symbols of the segments' traffic: compaction makes both partitions, configured or not."""
 
 
 def test_late_parts_for_past_days_rebuild_those_days_and_today_is_refreshed_once(tmp_path, monkeypatch):
@@ -37,12 +39,12 @@ def test_late_parts_for_past_days_rebuild_those_days_and_today_is_refreshed_once
         assert tick() == [], "the first tick starts at the newest materialization: history is the nightly's job"
 
         compact_day(dt.date(2026, 1, 5))  # late data for a day whose nightly build is long done
-        assert tick() == [(f"2026-01-05|{SYMBOL}", features_final_job.name)], "ETHUSDT is not configured"
+        assert tick() == [(f"2026-01-05|{s}", features_final_job.name) for s in SYMBOLS], "recorded: partitions"
         assert tick() == []
 
         compact_day(today - dt.timedelta(days=1))
         compact_day(today + dt.timedelta(days=3))  # a collector clock days ahead: not a partition, skipped
-        assert tick() == [(f"{today - dt.timedelta(days=1)}|{SYMBOL}", features_final_job.name)]
+        assert tick() == [(f"{today - dt.timedelta(days=1)}|{s}", features_final_job.name) for s in SYMBOLS]
 
 
 def test_todays_parts_request_one_refresh_not_a_final_build(tmp_path, monkeypatch):
@@ -58,5 +60,5 @@ def test_todays_parts_request_one_refresh_not_a_final_build(tmp_path, monkeypatc
         second = features_refresh(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
 
     assert [(str(r.partition_key), r.job_name) for r in second.run_requests] == [
-        (f"{today}|{SYMBOL}", features_refresh_job.name)
+        (f"{today}|{s}", features_refresh_job.name) for s in SYMBOLS
     ]

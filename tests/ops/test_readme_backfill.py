@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.parquet as pq
+
+from harvest_pipeline.symbol_partitions import register_symbols
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,6 +27,8 @@ def readme_backfill_command() -> str:
 
 def test_the_readme_backfill_command_materializes_the_partition(tmp_path):
     (tmp_path / "data" / "dagster_home").mkdir(parents=True)
+    with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
+        register_symbols(instance, ["BTCUSDT"])  # a recorded symbol is a partition (compaction registered it)
     venv_bin = Path(sys.executable).parent
     command = readme_backfill_command().replace(".venv/bin/dagster", str(venv_bin / "dagster"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -1,6 +1,7 @@
 """One settings object for the installation: one default per setting, flag > environment > settings file > default,
 validated once with errors that name the setting and where its value came from, and read the same way by the
-collector, the Dagster partitions and the Dagster resource."""
+collector, the Dagster resource and the ``symbol_partitions`` sensor (which registers the configured symbols as
+partitions of the instance)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.consolidation import configured_symbols
 from assets.resources import HarvestStorage
 from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.settings import SETTINGS_FILE_ENV, InstallationSettings, load_settings
+from harvest_pipeline.symbol_partitions import registered_symbols
+from sensors.symbols import symbol_partitions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,12 +43,20 @@ def test_every_component_shares_the_one_symbols_default(tmp_path: Path, monkeypa
         monkeypatch.delenv(name, raising=False)
     default = InstallationSettings().symbols
     assert CollectorConfig().symbols == default == CollectorConfig.from_env({}).symbols
-    assert tuple(configured_symbols()) == default
+    assert load_settings().symbols == default
+    assert tuple(registered_symbols_after_a_tick(HarvestStorage(data_root=str(tmp_path)))) == default
     up_help = subprocess.run(
         [sys.executable, "-m", "harvest_pipeline.cli", "collect", "--help"],
         capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
     ).stdout  # fmt: skip
     assert f"default {','.join(default)}" in " ".join(up_help.split())
+
+
+def registered_symbols_after_a_tick(storage: HarvestStorage) -> list[str]:
+    """The symbol partitions of a fresh instance after one tick of the sensor that registers the configured ones."""
+    with dg.instance_for_test() as instance:
+        symbol_partitions(dg.build_sensor_context(instance=instance, resources={"storage": storage}))
+        return registered_symbols(instance)
 
 
 def test_a_settings_file_is_read_by_the_collector_the_partitions_and_the_resource(tmp_path: Path, monkeypatch) -> None:
@@ -60,7 +70,8 @@ def test_a_settings_file_is_read_by_the_collector_the_partitions_and_the_resourc
     config = CollectorConfig.from_env({SETTINGS_FILE_ENV: str(file), "HARVEST_WATCHDOG_S": "7"})
     assert (config.symbols, config.ws_base, config.segment_max_age_s) == (("SOLUSDT", "BTCUSDT"), "ws://127.0.0.1:1", 5)
     assert config.watchdog_s == 7.0  # the collector's own tuning still comes from its variables
-    assert configured_symbols() == ["SOLUSDT", "BTCUSDT"]
+    assert load_settings().symbols == ("SOLUSDT", "BTCUSDT")
+    assert sorted(registered_symbols_after_a_tick(HarvestStorage())) == ["BTCUSDT", "SOLUSDT"]
     paths = HarvestStorage().paths()
     assert paths == DataPaths.from_env()
     assert (paths.root, paths.parquet, paths.segments) == (data, tmp_path / "big", data / "segments")
