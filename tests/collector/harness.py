@@ -54,13 +54,17 @@ def collect_in_process(
     rate: float = 1.0,
     clock: Callable[[], int] = time.time_ns,
     simulator_settings: dict[str, Any] | None = None,
+    simulator_symbols: tuple[str, ...] | None = None,
     **settings: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run ``scenario`` while a collector records from a simulator; stop the simulator first (so every frame it sent
-    was read), then the collector. Returns the sealed records and the simulator's final accounting."""
+    was read), then the collector. Returns the sealed records and the simulator's final accounting. The simulator
+    trades ``symbols`` unless ``simulator_symbols`` says otherwise (the collector's may be selectors)."""
 
     async def main() -> dict[str, Any]:
-        simulator_config = SimulatorConfig(symbols=symbols, seed=3, rate=rate, **(simulator_settings or {}))
+        simulator_config = SimulatorConfig(
+            symbols=simulator_symbols or symbols, seed=3, rate=rate, **(simulator_settings or {})
+        )
         async with running_simulator(simulator_config) as sim:
             config = CollectorConfig(
                 symbols=symbols, ws_base=sim.ws_base, rest_base=sim.rest_base, **{**SCENARIO_SETTINGS, **settings}

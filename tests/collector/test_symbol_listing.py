@@ -10,12 +10,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.service import CollectorService
-from harvest_pipeline.paths import DataPaths
-from harvest_pipeline.simulator import Simulator, SimulatorConfig, running_simulator
-from tests.collector.harness import FAST_SETTINGS, records_of, sent_per_stream
-from tests.collector.sealed import frames_per_stream, load_sealed_records
+from harvest_pipeline.simulator import Simulator
+from tests.collector.harness import FAST_SETTINGS, collect_in_process, records_of, sent_per_stream
+from tests.collector.sealed import frames_per_stream
 
 LISTED = ("BTCUSDT", "ETHUSDT")
 NEW = "DOGEUSDT"
@@ -42,25 +40,14 @@ def select_in_process(
     symbols: tuple[str, ...],
     scenario: Callable[[Simulator, CollectorService], Awaitable[None]],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """A collector with ``symbols`` (selectors) against a simulator listing ``LISTED``: run ``scenario``, stop the
-    simulator (every frame it sent was read), then the collector; the sealed records and the final accounting."""
+    """A collector with ``symbols`` (selectors) against a simulator listing ``LISTED``: once the selection resolved,
+    run ``scenario``; the sealed records and the final accounting (``harness.collect_in_process``)."""
 
-    async def main() -> dict[str, Any]:
-        async with running_simulator(SimulatorConfig(symbols=LISTED, seed=3, rate=2.0)) as sim:
-            config = CollectorConfig(symbols=symbols, ws_base=sim.ws_base, rest_base=sim.rest_base, **SELECTING)
-            service = CollectorService(config, DataPaths.from_root(tmp_path / "data"))
-            stop = asyncio.Event()
-            collector = asyncio.create_task(service.run(stop))
-            await eventually(lambda: service.symbols == LISTED, "the listed symbols resolved")
-            await scenario(sim, service)
-        accounting = sim.accounting()
-        await asyncio.sleep(0.2)
-        stop.set()
-        assert await collector == 0
-        return accounting
+    async def resolved_then(sim: Simulator, service: CollectorService) -> None:
+        await eventually(lambda: service.symbols == LISTED, "the listed symbols resolved")
+        await scenario(sim, service)
 
-    accounting = asyncio.run(main())
-    return load_sealed_records(tmp_path / "data" / "segments" / "sealed"), accounting
+    return collect_in_process(tmp_path, resolved_then, symbols=symbols, rate=2.0, simulator_symbols=LISTED, **SELECTING)
 
 
 def streams_of(symbol: str) -> list[str]:

@@ -23,6 +23,16 @@ INVALID_SYMBOL = {"code": -1121, "msg": "Invalid symbol."}
 RELISTED_MARKET = "dogeusdt@aggTrade/dogeusdt@trade/dogeusdt@kline_1m"
 
 
+DELISTED_ETH_PATHS = (
+    "depth?symbol=ETHUSDT",
+    "aggTrades?symbol=ETHUSDT",
+    "openInterest?symbol=ETHUSDT",
+    "ticker/24hr?symbol=ETHUSDT",
+    "premiumIndex?symbol=ETHUSDT",
+)
+"""REST paths about ETHUSDT, each refused once it is delisted."""
+
+
 def streams_of(symbol: str, kinds: tuple[str, ...]) -> list[str]:
     return [f"{symbol.lower()}@{kind}" for kind in kinds]
 
@@ -176,16 +186,7 @@ def test_a_delisted_symbol_falls_silent_settles_in_exchange_info_answers_400_and
             await market.send(orjson.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 7}).decode())
             seen["subscriptions"] = orjson.loads(await market.recv())
             seen["later"] = sim.accounting()
-            for path in (
-                "depth?symbol=ETHUSDT",
-                "aggTrades?symbol=ETHUSDT",
-                "openInterest?symbol=ETHUSDT",
-                "ticker/24hr?symbol=ETHUSDT",
-                "premiumIndex?symbol=ETHUSDT",
-                "ticker/24hr",
-                "premiumIndex",
-                "exchangeInfo",
-            ):
+            for path in (*DELISTED_ETH_PATHS, "ticker/24hr", "premiumIndex", "exchangeInfo"):
                 seen[path] = await http_get(f"{base}/{path}")
             return seen
 
@@ -211,13 +212,7 @@ def test_a_delisted_symbol_falls_silent_settles_in_exchange_info_answers_400_and
     assert seen["later"]["trades"]["ETHUSDT"]["issued"] > 0, "its accounting stays"
     assert set(streams_of("ETHUSDT", ("aggTrade", "trade"))) <= set(seen["subscriptions"]["result"])
 
-    for path in (
-        "depth?symbol=ETHUSDT",
-        "aggTrades?symbol=ETHUSDT",
-        "openInterest?symbol=ETHUSDT",
-        "ticker/24hr?symbol=ETHUSDT",
-        "premiumIndex?symbol=ETHUSDT",
-    ):
+    for path in DELISTED_ETH_PATHS:
         assert seen[path][0] == 400 and seen[path][2] == INVALID_SYMBOL, path
     assert [row["symbol"] for row in seen["ticker/24hr"][2]] == ["BTCUSDT"]
     assert [row["symbol"] for row in seen["premiumIndex"][2]] == ["BTCUSDT"]
