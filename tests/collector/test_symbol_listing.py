@@ -1,5 +1,5 @@
-"""``--symbols all`` / ``top:N`` follow the exchange while the collector runs: a listing is subscribed, snapshotted
-and polled without a restart, a delisting closes its streams without a watchdog, and the symbols that stay are
+"""``--symbols all`` / ``top:N`` follow the exchange while the collector runs: a listing is subscribed, snapshotted,
+polled and compacted without a restart, a delisting closes its streams without a watchdog, and the symbols that stay are
 recorded throughout with every frame the exchange sent them stored (no reconnect, no duplicate, no loss)."""
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from harvest_pipeline.collector.service import CollectorService
+from harvest_pipeline.compaction import compact_segment, reconcile
+from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.segments import list_sealed_segments
 from harvest_pipeline.simulator import Simulator
 from tests.collector.harness import FAST_SETTINGS, collect_in_process, records_of, sent_per_stream
 from tests.collector.sealed import frames_per_stream
@@ -91,6 +96,19 @@ def test_a_listing_is_recorded_without_a_restart_and_a_delisting_closes_only_its
     assert not records_of(records, "gap"), "no reconnect, no id jump"
     assert [r["s"] for r in records_of(records, "snapshot") if NEW.lower() in r["s"]], f"{NEW} book snapshotted"
     assert [r for r in records_of(records, "open_interest") if r["s"].startswith(NEW.lower())], f"{NEW} OI polled"
+
+    paths = DataPaths.from_root(tmp_path / "data")
+    reports = [compact_segment(segment, paths) for segment in list_sealed_segments(paths.sealed_segments)]
+    assert all(reconcile(r).passed for r in reports), [reconcile(r).detail for r in reports]
+    for kind, stream, column in (
+        ("prices", "aggTrade", "agg_trade_id"),
+        ("orderbook", "depth@100ms", "final_update_id"),
+        ("bookticker", "bookTicker", "update_id"),
+    ):
+        files = f"{paths.parquet}/date=*/symbol={NEW}/kind={kind}/*.parquet"
+        [(distinct,)] = duckdb.sql(f"SELECT count(DISTINCT {column}) FROM read_parquet('{files}')").fetchall()
+        sent_frames = accounting["streams"][f"{NEW.lower()}@{stream}"]["frames"]
+        assert distinct == sent_frames > 0, f"{NEW} {kind}: compacted rows = frames the exchange sent"
 
     report = seen["health after"]
     assert not set(streams_of(NEW)) & set(report["streams"]), "a removed stream is not reported (never silent)"
