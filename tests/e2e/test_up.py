@@ -131,11 +131,10 @@ def test_up_compacts_exactly_what_the_simulator_sent_and_builds_todays_features(
 
     for asset, check in (("events", "segment_reconciliation"), ("prices", "agg_trade_id_continuity"),
                          ("orderbook", "pu_continuity")):  # fmt: skip
-        status = wait_for(
+        status = wait_for(  # one read per poll: a run starting between two reads made this return IN_PROGRESS
             f"a finished {asset}/{check} evaluation",
             lambda asset=asset, check=check: (
-                latest_check_status(pipeline, asset, check) not in (None, "IN_PROGRESS")
-                and latest_check_status(pipeline, asset, check)
+                found if (found := latest_check_status(pipeline, asset, check)) not in (None, "IN_PROGRESS") else None
             ),
             timeout_s=60,
         )
