@@ -245,11 +245,7 @@ KINDS: tuple[KindSpec, ...] = (
             _id("last_trade_id", "l"),
             _dec("price", "p"),
             _dec("qty", "q"),
-            Column(
-                "is_buyer_maker",
-                f"json_bool({payload('m')})",
-                rules.bool_problem_sql("is_buyer_maker", payload("m"), "m"),
-            ),
+            _bool("is_buyer_maker", "m"),
             _LATENCY,
             Column("source", f"CASE WHEN {_IS_REST_TRADE} THEN 'rest' ELSE 'ws' END"),
             *_provenance(),
