@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harvest_pipeline.markets import DEFAULT_MARKET, market
+
 DATA_ROOT_ENV = "HARVEST_DATA_ROOT"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 
@@ -24,6 +26,10 @@ class DataPaths:
     parquet: Path
     quarantine: Path
     dagster_home: Path
+
+    def market_parquet(self, market_name: str = DEFAULT_MARKET) -> Path:
+        """The Parquet root of one market: ``<parquet>/market=<name>`` (``harvest_pipeline.markets``)."""
+        return market(market_name).parquet_root(self.parquet)
 
     @property
     def open_segments(self) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harvest_pipeline.atomic_write import write_json_atomically
+from harvest_pipeline.markets import DEFAULT_MARKET, Market, market
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.symbols import SymbolSelection, canonical_entry
 
@@ -37,8 +38,10 @@ ENV_NAMES_OUTSIDE_THE_PREFIX = {"dagster_home": "DAGSTER_HOME"}
 class InstallationSettings:
     """What every process of one installation must agree on. Times are seconds."""
 
-    symbols: tuple[str, ...] = ("BTCUSDT",)
-    """What the collector records: explicit symbols and/or the selectors ``top:N`` and ``all``
+    symbols: tuple[str, ...] | None = None
+    """What the collector records (None: the market's default, ``BTCUSDT`` on USDⓈ-M; always a tuple once the
+    settings are built; an empty list is refused): explicit symbols
+    and/or the selectors ``top:N`` and ``all``
     (``harvest_pipeline.symbols``), kept as written canonically (``BTCUSDT``, ``top:5``, ``all``). Read it through
     ``symbol_selection`` or ``explicit_symbols``: an entry may be a selector, not a symbol."""
     data_root: str = "data"
@@ -46,8 +49,12 @@ class InstallationSettings:
     parquet_dir: str | None = None
     quarantine_dir: str | None = None
     dagster_home: str | None = None
-    ws_base: str = "wss://fstream.binance.com"
-    rest_base: str = "https://fapi.binance.com"
+    market: str = DEFAULT_MARKET
+    """The Binance market the collector records (``usdm``, ``coinm``, ``spot``: ``harvest_pipeline.markets``)."""
+    ws_base: str = ""
+    """Websocket base URL; empty: the market's (``wss://fstream.binance.com`` for ``usdm``)."""
+    rest_base: str = ""
+    """REST base URL; empty: the market's (``https://fapi.binance.com`` for ``usdm``)."""
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     ui_allow_remote: bool = False
@@ -58,7 +65,11 @@ class InstallationSettings:
     dagster_storage: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "symbols", SymbolSelection.parse(self.symbols).entries)
+        chosen = market(self.market)
+        given = chosen.default_symbols if self.symbols is None else self.symbols
+        object.__setattr__(self, "symbols", SymbolSelection.parse(given).entries)
+        object.__setattr__(self, "ws_base", self.ws_base or chosen.ws_base)
+        object.__setattr__(self, "rest_base", self.rest_base or chosen.rest_base)
         _check_url("ws_base", self.ws_base, ("ws", "wss"))
         _check_url("rest_base", self.rest_base, ("http", "https"))
         _check_port("ui_port", self.ui_port, lowest=1)
@@ -81,9 +92,14 @@ class InstallationSettings:
             )
 
     @property
+    def exchange(self) -> Market:
+        """The market recorded (``market`` looked up)."""
+        return market(self.market)
+
+    @property
     def symbol_selection(self) -> SymbolSelection:
         """The ``symbols`` setting parsed: explicit symbols and selectors (resolved by the collector only)."""
-        return SymbolSelection.parse(self.symbols)
+        return SymbolSelection.parse(self.symbols or ())
 
     @property
     def explicit_symbols(self) -> tuple[str, ...]:

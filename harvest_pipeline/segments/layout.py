@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from harvest_pipeline.markets import DEFAULT_MARKET
 from harvest_pipeline.segments.records import Line
 
 FORMAT_VERSION = 1
@@ -87,6 +88,9 @@ class SegmentMeta:
     sha256: str
     recovered: bool = False
     torn_lines_cut: int = 0
+    market: str = DEFAULT_MARKET
+    """The Binance market the collector recorded (``harvest_pipeline.markets``): compaction reads each market's
+    dialect and writes to its Parquet root. Sidecars from before markets existed are USDⓈ-M."""
 
     def to_json(self) -> builtins.bytes:
         """Serialise for the sidecar file."""

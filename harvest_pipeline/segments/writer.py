@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from harvest_pipeline.markets import DEFAULT_MARKET
 from harvest_pipeline.segments.filesystem import LOCAL_FS, FileSystem
 from harvest_pipeline.segments.layout import (
     FORMAT_VERSION,
@@ -38,9 +39,18 @@ class PartialAppend(OSError):
 class OpenSegment:
     """One segment being written. ``append`` either writes the whole batch or raises and changes nothing."""
 
-    def __init__(self, open_dir: Path, name: str, collector_id: str, opened_at_ns: int, fs: FileSystem = LOCAL_FS):
+    def __init__(
+        self,
+        open_dir: Path,
+        name: str,
+        collector_id: str,
+        opened_at_ns: int,
+        fs: FileSystem = LOCAL_FS,
+        market: str = DEFAULT_MARKET,
+    ):
         self.name = name
         self.collector_id = collector_id
+        self.market = market
         self.opened_at_ns = opened_at_ns
         self.path = open_dir / f"{name}{OPEN_SUFFIX}"
         self.stats = SegmentStats()
@@ -121,6 +131,7 @@ class OpenSegment:
             kinds=dict(self.stats.kinds),
             streams=dict(self.stats.streams),
             sha256=self._hash.hexdigest(),
+            market=self.market,
         )
 
 
@@ -172,8 +183,12 @@ class Recovered(NamedTuple):
     torn_lines_cut: int
 
 
-def recover_open_segment(path: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS) -> Recovered:
+def recover_open_segment(
+    path: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS, market: str = DEFAULT_MARKET
+) -> Recovered:
     """Seal a segment left open by a crash: cut a torn last line (counted), recompute stats, seal the rest.
+
+    ``market`` is the recording collector's: each collector recovers only its own open directory.
 
     Safe to repeat after any failure: the sidecar, with the count of torn lines, is written before the cut, and a
     repeat that finds the cut already made takes the count from that sidecar.
@@ -209,6 +224,7 @@ def recover_open_segment(path: Path, sealed_root: Path, collector_id: str, fs: F
         sha256=sha256,
         recovered=True,
         torn_lines_cut=torn,
+        market=market,
     )
     if good < len(data):
         fs.makedirs(target.parent)
@@ -233,10 +249,10 @@ def _torn_lines_already_cut(sidecar: Path, size: int, sha256: str) -> int:
 
 
 def recover_open_segments(
-    open_dir: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS
+    open_dir: Path, sealed_root: Path, collector_id: str, fs: FileSystem = LOCAL_FS, market: str = DEFAULT_MARKET
 ) -> list[Recovered]:
     """Recover every segment a previous run of this collector left open, oldest first."""
     if not open_dir.exists():
         return []
     paths = sorted(open_dir.glob(f"*{OPEN_SUFFIX}"))
-    return [recover_open_segment(path, sealed_root, collector_id, fs) for path in paths]
+    return [recover_open_segment(path, sealed_root, collector_id, fs, market) for path in paths]
