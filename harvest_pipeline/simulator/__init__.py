@@ -1,4 +1,5 @@
-"""The Binance USD-M compatible exchange simulator: websocket streams, REST, faults, accounting and replay.
+"""The Binance compatible exchange simulator of one market (USDⓈ-M, COIN-M or spot): websocket streams, REST, faults,
+accounting and replay.
 
 Use ``running_simulator(SimulatorConfig(...))`` in-process or ``harvest simulate`` as a separate process; see
 docs/simulator.md.

@@ -48,7 +48,8 @@ class ConnectionRecord:
     """One websocket connection, open or closed."""
 
     connection_id: str
-    route: str
+    route: str | None
+    """``public`` or ``market`` on a routed market (USDⓈ-M), None on an unrouted one."""
     path: str
     opened_ms: int
     closed_ms: int | None = None
@@ -90,8 +91,9 @@ class RestTally:
     """Weight charged per clock minute (minutes since the epoch), the last ``MINUTES_KEPT`` minutes."""
     max_weight_per_minute: int = 0
     answered: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per endpoint (the path after ``/fapi/v1/``) and symbol, the HTTP 200 answers that carried a row of that
-    symbol (a list answer counts for every symbol in it; ``""`` for answers about no symbol)."""
+    """Per endpoint (the path after the market's prefix, ``/fapi/v1/`` on USDⓈ-M) and symbol, the HTTP 200 answers
+    that carried a row of that symbol (a list answer counts for every symbol in it; ``""`` for answers about no
+    symbol)."""
 
     def count_answer(self, endpoint: str, symbols: list[str]) -> None:
         """An HTTP 200 answer of ``endpoint`` carried rows of ``symbols``."""

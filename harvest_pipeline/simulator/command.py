@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 
 from harvest_pipeline.atomic_write import write_json_atomically
+from harvest_pipeline.markets import DEFAULT_MARKET, MARKETS
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.faults import FaultError, parse_fault
-from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS
+from harvest_pipeline.simulator.instruments import default_symbols
 from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 from harvest_pipeline.simulator.server import running_simulator
 
@@ -26,14 +27,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``simulate`` subcommand."""
     parser = subparsers.add_parser(
         "simulate",
-        help="run the offline Binance USD-M simulator (websocket + REST + admin fault API)",
-        description="Serve Binance USD-M compatible market data on loopback, driven by a seeded order-book model "
-        "or by replaying recorded segments.",
+        help="run the offline Binance simulator (websocket + REST + admin fault API) of one market",
+        description="Serve Binance compatible market data of one market (USDⓈ-M, COIN-M or spot) on loopback, driven "
+        "by a seeded order-book model or by replaying recorded segments.",
+    )
+    parser.add_argument(
+        "--market",
+        choices=list(MARKETS),
+        default=DEFAULT_MARKET,
+        help="the Binance market served, one per process: "
+        + ", ".join(name if each.title == name else f"{name} ({each.title})" for name, each in MARKETS.items())
+        + f" (default {DEFAULT_MARKET})",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address of the websocket/REST port (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="websocket + REST port (default 0 = any free port)")
     parser.add_argument("--admin-port", type=int, default=0, help="admin API port on 127.0.0.1 (default 0 = any)")
-    parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated symbols")
+    catalogues = "; ".join(f"{name}: {','.join(default_symbols(name))}" for name in MARKETS)
+    parser.add_argument(
+        "--symbols", default="", help=f"comma-separated symbols (default: every instrument of the market; {catalogues})"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the market model (default 1)")
     parser.add_argument("--rate", type=float, default=1.0, help="activity multiplier: 0.1 quiet, 1 busy, 20+ frantic")
     parser.add_argument("--max-lifetime", type=float, default=86400.0, help="connection lifetime in s (default 24 h)")
@@ -41,7 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ping-timeout", type=float, default=600.0, help="drop a client after s without pong")
     parser.add_argument("--send-queue", type=int, default=10_000, help="frames queued per client before it is dropped")
     parser.add_argument("--send-buffer", type=int, help="SO_SNDBUF bytes per client socket (default: OS default)")
-    parser.add_argument("--weight-limit", type=int, default=2400, help="REST request weight per minute (default 2400)")
+    limits = ", ".join(f"{name} {each.weight_per_minute}" for name, each in MARKETS.items())
+    parser.add_argument(
+        "--weight-limit", type=int, default=0, help=f"REST request weight per minute (default: the market's: {limits})"
+    )
     parser.add_argument(
         "--agg-trade-horizon-s",
         type=float,
@@ -86,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         except FaultError as exc:
             raise ValueError(f"--fault {text!r}: {exc}") from None
     return SimulatorConfig(
+        market=args.market,
         symbols=tuple(symbol.strip() for symbol in args.symbols.split(",") if symbol.strip()),
         seed=args.seed,
         rate=args.rate,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS, instrument
+from harvest_pipeline.markets import DEFAULT_MARKET, market
+from harvest_pipeline.simulator.instruments import default_symbols, instrument
 from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 
 
@@ -16,7 +17,10 @@ from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 class SimulatorConfig:
     """Everything that shapes a simulator run. Times are seconds; ``rate`` 1.0 is a normal busy market."""
 
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    market: str = DEFAULT_MARKET
+    """The Binance market served (``usdm``, ``coinm``, ``spot``: ``harvest_pipeline.markets``); one per process."""
+    symbols: tuple[str, ...] = ()
+    """Symbols trading from the start; none given: every instrument of the market's catalogue."""
     seed: int = 1
     rate: float = 1.0
     ping_interval_s: float = 180.0
@@ -26,14 +30,15 @@ class SimulatorConfig:
     """Frames waiting for one client; a client whose queue is full is dropped as too slow."""
     send_buffer_bytes: int | None = None
     """Kernel send buffer (SO_SNDBUF) per client socket; None keeps the OS default (which grows to megabytes)."""
-    weight_limit_per_minute: int = 2400
+    weight_limit_per_minute: int = 0
+    """REST request weight per minute; 0: the market's limit (``Market.weight_per_minute``)."""
     host: str = "127.0.0.1"
     port: int = 0
     admin_port: int = 0
     faults: tuple[Mapping[str, Any], ...] = ()
     """Faults applied at start (the same dicts ``POST /admin/fault`` takes)."""
     agg_trade_history: int = 100_000
-    """Aggregate trades kept per symbol for ``GET /fapi/v1/aggTrades``."""
+    """Aggregate trades kept per symbol for REST ``aggTrades``."""
     agg_trade_horizon_s: float | None = None
     """Aggregate trades whose trade time is older than this are no longer served; None keeps them (up to the count)."""
     book_history_s: float = 600.0
@@ -52,9 +57,14 @@ class SimulatorConfig:
         return time.time_ns() // 1_000_000 + self.clock_offset_ms
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "symbols", tuple(instrument(symbol).symbol for symbol in self.symbols))
-        if not self.symbols:
-            raise ValueError("the simulator needs at least one symbol")
+        served = market(self.market)
+        symbols = self.symbols or default_symbols(served.name)
+        object.__setattr__(self, "symbols", tuple(instrument(symbol, served.name).symbol for symbol in symbols))
+        if self.weight_limit_per_minute < 0:
+            raise ValueError(
+                f"weight_limit_per_minute must be >= 0 (0: the market's), got {self.weight_limit_per_minute}"
+            )
+        object.__setattr__(self, "weight_limit_per_minute", self.weight_limit_per_minute or served.weight_per_minute)
         if self.rate < 0:
             raise ValueError(f"rate must be >= 0, got {self.rate}")
         if self.replay_speed <= 0:

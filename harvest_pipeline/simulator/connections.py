@@ -76,8 +76,8 @@ class ClientConnection:
         return self.record.connection_id
 
     @property
-    def route(self) -> str:
-        """``public`` or ``market``."""
+    def route(self) -> str | None:
+        """``public`` or ``market``; None on an unrouted market (every stream is delivered)."""
         return self.record.route
 
     def control_rate_exceeded(self, now: float, per_second: int) -> bool:
@@ -163,13 +163,14 @@ class Hub:
         return bool(self._subscribers.get(stream))
 
     def subscribe(self, conn: ClientConnection, streams: Iterable[str]) -> None:
-        """Add streams to a connection. A stream on the wrong route is listed but never delivered (Binance routing)."""
+        """Add streams to a connection. A stream on the wrong route is listed but never delivered (Binance routing);
+        a connection of an unrouted market gets every stream."""
         for stream in streams:
             if stream in conn.streams:
                 continue
             conn.streams.append(stream)
             conn.record.tally(stream)
-            if route_of(stream) == conn.route:
+            if conn.route is None or route_of(stream) == conn.route:
                 self._subscribers.setdefault(stream, []).append(conn)
 
     def unsubscribe(self, conn: ClientConnection, streams: Iterable[str]) -> None:

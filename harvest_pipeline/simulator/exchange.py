@@ -4,7 +4,9 @@ Every 10 ms tick runs a seeded number of book events per symbol and publishes th
 and best bid/ask changes; every 10th tick (100 ms) publishes the depth diffs and top-20 books. The rest follows the
 exchange clock: at each 250 ms boundary the current 1-minute kline goes out, at each second the mark price model and
 the open interest step and ``@markPrice@1s`` goes out (``@markPrice`` every third second), at each minute the finished
-kline goes out closed, and the latest liquidation of each second goes out when that second has ended. The content of
+kline goes out closed, and the latest liquidation of each second goes out when that second has ended (on spot, which
+has neither, the mark price model and the liquidations run unpublished, and the diffs of each second go out merged on
+``@depth``). Every frame and REST body is formatted in the market's dialect (``dialects``). The content of
 tick N depends only on the seed, the rate and the faults, never on timing, so a seed reproduces the same trades and
 diffs (prices, quantities, sides). Only the timestamps, the ids and what is sampled at clock boundaries (the mid the
 mark price model sees, which minute a trade falls in) are wall clock: ids start from the run's start time, so a
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harvest_pipeline.simulator import wire
+from harvest_pipeline.simulator import dialects, wire
 from harvest_pipeline.simulator.accounting import TradeIdTally
 from harvest_pipeline.simulator.book_history import BookHistory
 from harvest_pipeline.simulator.config import SimulatorConfig
@@ -33,6 +35,7 @@ from harvest_pipeline.simulator.klines import KlineSeries
 from harvest_pipeline.simulator.liquidations import LiquidationWindow
 from harvest_pipeline.simulator.listings import SETTLING, TRADING, ListingChange, ListingError, listing_instrument
 from harvest_pipeline.simulator.market import SymbolMarket, Trade
+from harvest_pipeline.simulator.slow_depth import DiffMerger
 from harvest_pipeline.simulator.trade_history import AggTradeQuery, TradeHistory
 
 TICK_S = 0.01
@@ -57,6 +60,7 @@ class SymbolFeed:
         self.trade_stream = wire.stream_name(spec.symbol, wire.TRADE)
         self.ticker_stream = wire.stream_name(spec.symbol, wire.BOOK_TICKER)
         self.diff_stream = wire.stream_name(spec.symbol, wire.DEPTH_DIFF)
+        self.slow_diff_stream = wire.stream_name(spec.symbol, wire.DEPTH_1S)
         self.partial_stream = wire.stream_name(spec.symbol, wire.DEPTH_PARTIAL)
         self.kline_stream = wire.stream_name(spec.symbol, wire.KLINE_1M)
         self.mark_stream = wire.stream_name(spec.symbol, wire.MARK_PRICE_1S)
@@ -68,6 +72,7 @@ class SymbolFeed:
         self.mark = MarkModel(spec, config.seed, self.mid_e8(), start_ms)
         self.open_interest = OpenInterestModel(spec, config.seed)
         self.liquidations = LiquidationWindow()
+        self.slow_diffs = DiffMerger()
 
     def remember(self, trades: list[Trade], trade_ms: int) -> None:
         """Count the ids of trades just issued (in id order), keep the trades for REST and add them to the kline."""
@@ -106,11 +111,18 @@ class Exchange:
 
     def __init__(self, config: SimulatorConfig, hub: Hub, faults: FaultState, start_ms: int):
         self.config = config
+        self.dialect = dialect = dialects.dialect(config.market)
+        self.publishes_marks = dialect.publishes(wire.MARK_PRICE_1S)
+        self.publishes_liquidations = dialect.publishes(wire.FORCE_ORDER)
+        self.publishes_slow_depth = dialect.publishes(wire.DEPTH_1S)
         self.rate = config.rate
         self.hub = hub
         self.faults = faults
         first_ids = first_ids_at(start_ms)
-        self.feeds = {symbol: SymbolFeed(instrument(symbol), config, first_ids, start_ms) for symbol in config.symbols}
+        self.feeds = {
+            symbol: SymbolFeed(instrument(symbol, config.market), config, first_ids, start_ms)
+            for symbol in config.symbols
+        }
         """Every symbol listed since start, trading or delisted."""
         self.trading = dict(self.feeds)
         """The symbols in status TRADING: the ones the clock advances and REST answers about."""
@@ -128,7 +140,7 @@ class Exchange:
             for feed in self.trading.values():
                 self._close_windows(feed, now_ms, now)
         multiplier = self.rate * self.faults.rate_multiplier(now)
-        hub = self.hub
+        hub, dialect = self.hub, self.dialect
         for feed in self.trading.values():
             spec, market = feed.spec, feed.market
             events = min(market.event_count(TICK_S, multiplier), MAX_EVENTS_PER_TICK)
@@ -137,16 +149,16 @@ class Exchange:
                 feed.remember(trades, now_ms)
                 if hub.wants(feed.agg_stream):
                     for trade in trades:
-                        hub.publish(feed.agg_stream, trade.agg_id, wire.agg_trade(spec, trade, now_ms, now_ms), now)
+                        hub.publish(feed.agg_stream, trade.agg_id, dialect.agg_trade(spec, trade, now_ms, now_ms), now)
                 if hub.wants(feed.trade_stream):
                     for trade in trades:
-                        for trade_id, payload in wire.individual_trades(spec, trade, now_ms, now_ms):
+                        for trade_id, payload in dialect.individual_trades(spec, trade, now_ms, now_ms):
                             hub.publish(feed.trade_stream, trade_id, payload, now)
                 if market.forced_orders:
                     feed.liquidations.record(market.take_forced_orders(), now_ms)
             if tops and hub.wants(feed.ticker_stream):
                 for top in tops:
-                    hub.publish(feed.ticker_stream, top.update_id, wire.book_ticker(spec, top, now_ms), now)
+                    hub.publish(feed.ticker_stream, top.update_id, dialect.book_ticker(spec, top, now_ms), now)
         self.ticks += 1
         if self.ticks % TICKS_PER_DEPTH_FRAME == 0:
             for feed in self.trading.values():
@@ -163,15 +175,16 @@ class Exchange:
             closed = feed.klines.close_minutes(now_ms)
             if hub.wants(feed.kline_stream):
                 for kline in closed:
-                    hub.publish(feed.kline_stream, now_ms, wire.kline(feed.spec, kline, now_ms, closed=True), now)
+                    hub.publish(feed.kline_stream, now_ms, self.dialect.kline(feed.spec, kline, now_ms, True), now)
         liquidation = feed.liquidations.take_due(now_ms)
-        if liquidation is not None and hub.wants(feed.force_order_stream):
+        if liquidation is not None and self.publishes_liquidations and hub.wants(feed.force_order_stream):
             hub.publish(feed.force_order_stream, now_ms, wire.force_order(feed.spec, liquidation, now_ms), now)
             feed.liquidations.published += 1
 
     def _publish_on_the_clock(self, now_ms: int, now: float, new_second: bool) -> None:
         """After the events of a tick past a 250 ms boundary: the current klines; in a new second the mark price
-        model and open interest step and the mark price goes out (every third second on the slow stream too)."""
+        model and open interest step and the mark price goes out (every third second on the slow stream too), or on
+        spot the merged depth diff of the second."""
         hub = self.hub
         if new_second:
             self.next_second_ms = (now_ms // 1000 + 1) * 1000
@@ -180,15 +193,27 @@ class Exchange:
         for feed in self.trading.values():
             spec = feed.spec
             if hub.wants(feed.kline_stream):
-                hub.publish(feed.kline_stream, now_ms, wire.kline(spec, feed.klines.current, now_ms, closed=False), now)
+                hub.publish(
+                    feed.kline_stream, now_ms, self.dialect.kline(spec, feed.klines.current, now_ms, False), now
+                )
             if not new_second:
                 continue
             mark = feed.mark.step(feed.mid_e8(), now_ms)
             feed.open_interest.step(feed.klines.total_lots)
+            if self.publishes_slow_depth:
+                self._publish_slow_depth(feed, now_ms, now)
+            if not self.publishes_marks:
+                continue
             if hub.wants(feed.mark_stream):
                 hub.publish(feed.mark_stream, now_ms, wire.mark_price_update(spec, mark, now_ms), now)
             if slow_mark and hub.wants(feed.slow_mark_stream):
                 hub.publish(feed.slow_mark_stream, now_ms, wire.mark_price_update(spec, mark, now_ms), now)
+
+    def _publish_slow_depth(self, feed: SymbolFeed, now_ms: int, now: float) -> None:
+        merged = feed.slow_diffs.take()
+        if merged is not None and self.hub.wants(feed.slow_diff_stream):
+            payload = self.dialect.depth_update(feed.spec, merged, now_ms, merged.bids, merged.asks)
+            self.hub.publish(feed.slow_diff_stream, merged.last_update_id, payload, now)
 
     def _publish_depth(self, feed: SymbolFeed, now_ms: int, now: float) -> None:
         market = feed.market
@@ -196,17 +221,22 @@ class Exchange:
         if diff is None:
             return
         feed.book_history.record(diff, now_ms, market.bids.lots, market.asks.lots)
+        hub, dialect = self.hub, self.dialect
         if self.faults.take_break_pu(feed.spec.symbol):
+            feed.slow_diffs.reset()
             return
-        hub = self.hub
         if hub.wants(feed.diff_stream):
-            payload = wire.depth_update(feed.spec, diff, now_ms, diff.bids, diff.asks)
+            payload = dialect.depth_update(feed.spec, diff, now_ms, diff.bids, diff.asks)
             hub.publish(feed.diff_stream, diff.last_update_id, payload, now)
         if hub.wants(feed.partial_stream):
             bids, asks = market.depth(wire.PARTIAL_DEPTH_LEVELS)
-            hub.publish(
-                feed.partial_stream, diff.last_update_id, wire.depth_update(feed.spec, diff, now_ms, bids, asks), now
-            )
+            payload = dialect.partial_depth(feed.spec, diff, now_ms, bids, asks)
+            hub.publish(feed.partial_stream, diff.last_update_id, payload, now)
+        if self.publishes_slow_depth:
+            if hub.wants(feed.slow_diff_stream):
+                feed.slow_diffs.add(diff)
+            else:
+                feed.slow_diffs.reset()
 
     def set_listing(self, symbol: str, status: str, fields: dict[str, Any], now_ms: int) -> dict[str, Any]:
         """List (``TRADING``) or delist (``SETTLING``) a checked ``symbol`` from the next tick on; returns its
@@ -220,7 +250,7 @@ class Exchange:
             if self.trading.pop(symbol, None) is not None:
                 self.listings[symbol].append(ListingChange(SETTLING, now_ms))
             return self.exchange_info_symbol(feed)
-        spec = listing_instrument(symbol, fields, feed.spec if feed is not None else None)
+        spec = listing_instrument(symbol, fields, self.config.market, feed.spec if feed is not None else None)
         if feed is None:
             feed = self.feeds[symbol] = SymbolFeed(spec, self.config, first_ids_at(now_ms), now_ms)
             self.listings[symbol] = []
@@ -233,7 +263,7 @@ class Exchange:
 
     def exchange_info_symbol(self, feed: SymbolFeed) -> dict[str, Any]:
         """The exchangeInfo entry of ``feed``'s symbol, with its status."""
-        return wire.exchange_info_symbol(feed.spec, TRADING if feed.spec.symbol in self.trading else SETTLING)
+        return self.dialect.exchange_info_symbol(feed.spec, TRADING if feed.spec.symbol in self.trading else SETTLING)
 
     def exchange_info_symbols(self) -> list[dict[str, Any]]:
         """The exchangeInfo entries of every symbol listed since start, in the order they were first listed."""
@@ -247,12 +277,12 @@ class Exchange:
         """The REST depth body of ``symbol``; ``LookupError`` if it is not trading."""
         feed = self._require(symbol)
         bids, asks = feed.market.depth(limit)
-        return wire.depth_snapshot(feed.spec, feed.market.update_id, now_ms, bids, asks)
+        return self.dialect.depth_snapshot(feed.spec, feed.market.update_id, now_ms, bids, asks)
 
     def agg_trades_body(self, symbol: str, query: AggTradeQuery, now_ms: int) -> bytes:
         """The REST aggTrades body of ``symbol``; ``LookupError`` if it is not trading."""
         feed = self._require(symbol)
-        return wire.rest_agg_trades(feed.spec, feed.history.select(query, now_ms))
+        return self.dialect.rest_agg_trades(feed.spec, feed.history.select(query, now_ms))
 
     def true_book_json(self, symbol: str, update_id: int, limit: int | None) -> dict[str, Any]:
         """The book of ``symbol`` right after the latest diff boundary ``<= update_id``, at most ``limit`` levels a
@@ -274,17 +304,17 @@ class Exchange:
     def open_interest_rows(self, symbol: str, now_ms: int) -> list[dict[str, Any]]:
         """The REST openInterest row of ``symbol``; ``LookupError`` if it is not trading."""
         feed = self._require(symbol)
-        return [wire.open_interest_row(feed.spec, feed.open_interest.lots, now_ms)]
+        return [self.dialect.open_interest_row(feed.spec, feed.open_interest.lots, now_ms)]
 
     def ticker_24hr_rows(self, symbol: str | None, now_ms: int) -> list[dict[str, Any]]:
         """The REST 24 h statistics of ``symbol`` (every trading symbol when None); ``LookupError`` if it is not
         trading."""
-        return [wire.ticker_24hr_row(feed.spec, feed.klines.day(), now_ms) for feed in self._select(symbol)]
+        return [self.dialect.ticker_24hr_row(feed.spec, feed.klines.day(), now_ms) for feed in self._select(symbol)]
 
     def premium_index_rows(self, symbol: str | None) -> list[dict[str, Any]]:
         """The REST premiumIndex rows of ``symbol`` (every trading symbol when None); ``LookupError`` if it is not
         trading."""
-        return [wire.premium_index_row(feed.spec, feed.mark.latest) for feed in self._select(symbol)]
+        return [self.dialect.premium_index_row(feed.spec, feed.mark.latest) for feed in self._select(symbol)]
 
     def trades_json(self, now_ms: int) -> dict[str, dict[str, Any]]:
         """Per symbol, the accounting of the aggregate trade ids issued, skipped and forgotten."""

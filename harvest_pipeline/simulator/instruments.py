@@ -1,13 +1,18 @@
-"""The simulated contracts: tick and step sizes, price levels and activity, plus exact decimal formatting.
+"""The simulated instruments of each market: tick and step sizes, price levels and activity, plus exact decimal
+formatting.
 
 Prices and quantities are integers inside the simulator (ticks and lots); they become decimal strings only on the wire,
-formatted with exactly as many decimals as the tick or step size has, the way Binance prints them.
+formatted with exactly as many decimals as the tick or step size has, the way Binance prints them. Each market has its
+own catalogue (a spot ``BTCUSDT`` is not the USDⓈ-M one); COIN-M quantities are whole contracts of ``contract_size``
+USD.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+
+from harvest_pipeline.markets import COINM, SPOT, USDM, market
 
 FORMAT_CACHE_SIZE = 50_000
 """Formatted prices (and quantities) remembered per instrument before the memo starts afresh."""
@@ -46,7 +51,8 @@ def divide_half_even(numerator: int, denominator: int) -> int:
 
 @dataclass(frozen=True)
 class Instrument:
-    """One USD-M perpetual: its sizes, where its price starts and how busy it is at rate 1.0."""
+    """One instrument (a perpetual, or a spot pair): its sizes, where its price starts and how busy it is at rate
+    1.0."""
 
     symbol: str
     base_asset: str
@@ -57,6 +63,11 @@ class Instrument:
     """Mean size of a limit order, in steps."""
     events_per_second: float
     """Order-book events (limit orders, cancels, market orders) per second at rate 1.0: a normal busy market."""
+    quote_asset: str = "USDT"
+    pair: str = ""
+    """COIN-M: the underlying pair (``BTCUSD``), which its frames carry as ``ps``; empty elsewhere."""
+    contract_size: int = 0
+    """COIN-M: USD per contract (a quantity of 1 is one contract); 0 elsewhere."""
     _prices: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     _quantities: dict[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -95,6 +106,11 @@ class Instrument:
         """The starting mid price in ticks."""
         return units_of(self.start_price, self.price_decimals) // self.tick_units
 
+    @cached_property
+    def pair_field(self) -> str:
+        """The bytes a frame carries after ``"s"`` to name the pair: ``,"ps":"BTCUSD"`` on COIN-M, else nothing."""
+        return f',"ps":"{self.pair}"' if self.pair else ""
+
     def price(self, ticks: int) -> str:
         """The wire string of a price given in ticks (memoised: prices cluster around the touch)."""
         text = self._prices.get(ticks)
@@ -129,14 +145,48 @@ INSTRUMENTS: dict[str, Instrument] = {
         Instrument("SOLUSDT", "SOL", "0.0100", "0.01", "180.0000", 300, 150.0),
     )
 }
-"""Every symbol the simulator can trade; the default configuration trades them all."""
+"""Every USDⓈ-M symbol the simulator can trade; the default configuration trades them all."""
 
-DEFAULT_SYMBOLS: tuple[str, ...] = tuple(INSTRUMENTS)
+COINM_INSTRUMENTS: dict[str, Instrument] = {
+    spec.symbol: spec
+    for spec in (
+        Instrument("BTCUSD_PERP", "BTC", "0.1", "1", "97000.0", 40, 300.0, "USD", "BTCUSD", 100),
+        Instrument("ETHUSD_PERP", "ETH", "0.01", "1", "3400.00", 300, 200.0, "USD", "ETHUSD", 10),
+    )
+}
+SPOT_INSTRUMENTS: dict[str, Instrument] = {
+    spec.symbol: spec
+    for spec in (
+        Instrument("BTCUSDT", "BTC", "0.01", "0.00001", "97000.00", 2000, 300.0),
+        Instrument("ETHUSDT", "ETH", "0.01", "0.0001", "3400.00", 3000, 200.0),
+    )
+}
+CATALOGUES: dict[str, dict[str, Instrument]] = {
+    USDM.name: INSTRUMENTS,
+    COINM.name: COINM_INSTRUMENTS,
+    SPOT.name: SPOT_INSTRUMENTS,
+}
+"""Per market, every instrument the simulator can trade from the start."""
 
 
-def instrument(symbol: str) -> Instrument:
-    """The instrument for ``symbol`` (upper case); raises ``ValueError`` naming the known symbols otherwise."""
+def default_symbols(market_name: str) -> tuple[str, ...]:
+    """What a simulator of ``market_name`` trades unless told otherwise: every instrument of its catalogue, the
+    market's own default symbols first."""
+    firsts = market(market_name).default_symbols
+    return (*firsts, *(symbol for symbol in CATALOGUES[market_name] if symbol not in firsts))
+
+
+DEFAULT_SYMBOLS: tuple[str, ...] = default_symbols(USDM.name)
+"""What a USDⓈ-M simulator trades unless told otherwise."""
+
+
+def instrument(symbol: str, market_name: str = USDM.name) -> Instrument:
+    """The instrument for ``symbol`` (any case) on ``market_name``; ``ValueError`` naming the known symbols
+    otherwise."""
+    catalogue = CATALOGUES[market(market_name).name]
     try:
-        return INSTRUMENTS[symbol.upper()]
+        return catalogue[symbol.upper()]
     except KeyError:
-        raise ValueError(f"unknown symbol {symbol!r}; the simulator trades {', '.join(INSTRUMENTS)}") from None
+        known = ", ".join(catalogue)
+        where = "" if market_name == USDM.name else f" on {market(market_name).title}"
+        raise ValueError(f"unknown symbol {symbol!r}; the simulator trades {known}{where}") from None

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from harvest_pipeline.simulator.instruments import INSTRUMENTS, Instrument
+from harvest_pipeline.markets import COINM
+from harvest_pipeline.simulator.instruments import CATALOGUES, Instrument
 from harvest_pipeline.symbols import TRADING, validate_symbol
 
 SETTLING = "SETTLING"
@@ -27,6 +28,9 @@ MIN_START_TICKS = 1_000
 """A start price of fewer ticks could walk the book's 150 seeded levels below zero."""
 QUOTE_ASSETS = ("USDT", "USDC")
 """Suffixes split off a symbol to name its base asset (``DOGEUSDT`` -> ``DOGE``)."""
+COINM_QUOTE_ASSET = "USD"
+COINM_NEW_CONTRACT_SIZE = 10
+"""USD per contract of a newly listed COIN-M contract (Binance's size for everything but BTC)."""
 NEW_SYMBOL_DEFAULTS: dict[str, Any] = {
     "tick_size": "0.00001",
     "step_size": "1",
@@ -34,8 +38,9 @@ NEW_SYMBOL_DEFAULTS: dict[str, Any] = {
     "mean_order_lots": 2_000,
     "events_per_second": 20.0,
 }
-"""The instrument of a symbol outside ``instruments.INSTRUMENTS``: a cheap coin with modest activity (it ranks below
-the six built-in symbols by quote volume unless its fields say otherwise)."""
+"""The instrument of a symbol outside its market's catalogue (``instruments.CATALOGUES``): a cheap coin with modest
+activity (it ranks below the built-in symbols by volume unless its fields say otherwise). On COIN-M it is a contract of
+``COINM_NEW_CONTRACT_SIZE`` USD on the pair before the ``_`` (``DOGEUSD_PERP`` trades ``DOGEUSD``)."""
 INSTRUMENT_FIELDS = tuple(NEW_SYMBOL_DEFAULTS)
 _DECIMAL_TEXT = re.compile(r"^\d+(\.\d+)?$")
 
@@ -89,10 +94,13 @@ def listing_request(symbol: Any, status: Any, fields: Mapping[str, Any]) -> List
     return ListingRequest(symbol, status, dict(fields))
 
 
-def listing_instrument(symbol: str, fields: Mapping[str, Any], listed: Instrument | None = None) -> Instrument:
-    """The instrument ``symbol`` trades as: ``listed`` (its instrument from an earlier listing), else the built-in
-    one, else ``NEW_SYMBOL_DEFAULTS``; with ``fields`` replacing parts of it (checked; ``ListingError`` otherwise)."""
-    base = listed or INSTRUMENTS.get(symbol) or _new_instrument(symbol)
+def listing_instrument(
+    symbol: str, fields: Mapping[str, Any], market_name: str, listed: Instrument | None = None
+) -> Instrument:
+    """The instrument ``symbol`` trades as on ``market_name``: ``listed`` (its instrument from an earlier listing),
+    else the built-in one, else ``NEW_SYMBOL_DEFAULTS``; with ``fields`` replacing parts of it (checked;
+    ``ListingError`` otherwise)."""
+    base = listed or CATALOGUES[market_name].get(symbol) or _new_instrument(symbol, market_name)
     spec = dataclasses.replace(base, **{name: _FIELD_CHECKS[name](name, value) for name, value in fields.items()})
     if listed is not None and spec != listed:
         raise ListingError(f"{symbol} keeps the instrument of its first listing ({_describe(listed)}) when relisted")
@@ -108,7 +116,18 @@ def listing_instrument(symbol: str, fields: Mapping[str, Any], listed: Instrumen
     return spec
 
 
-def _new_instrument(symbol: str) -> Instrument:
+def _new_instrument(symbol: str, market_name: str) -> Instrument:
+    if market_name == COINM.name:
+        pair = symbol.partition("_")[0]
+        base_asset = pair.removesuffix(COINM_QUOTE_ASSET) or pair
+        return Instrument(
+            symbol,
+            base_asset,
+            **NEW_SYMBOL_DEFAULTS,
+            quote_asset=COINM_QUOTE_ASSET,
+            pair=pair,
+            contract_size=COINM_NEW_CONTRACT_SIZE,
+        )
     base_asset = next((symbol[: -len(quote)] for quote in QUOTE_ASSETS if symbol.endswith(quote)), symbol)
     return Instrument(symbol, base_asset or symbol, **NEW_SYMBOL_DEFAULTS)
 

@@ -1,6 +1,10 @@
 """The REST endpoints: depth snapshots, aggregate trades, exchange info, open interest, 24 h statistics and the
 premium index, with Binance's request-weight budget.
 
+Which endpoints a market has, under which prefix (``/fapi/v1/``, ``/dapi/v1/``, ``/api/v3/``), what they weigh and
+which depth limits they take is the market's dialect (``dialects``); an endpoint the market lacks answers 404 like any
+unknown path under its prefix.
+
 Every response carries ``X-MBX-USED-WEIGHT-1M``. A request that would exceed the per-minute budget gets HTTP 429 with
 ``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose. The
 weight charged per clock minute and the rows of every HTTP 200 answer per endpoint and symbol go to the accounting
@@ -21,8 +25,6 @@ from harvest_pipeline.simulator.exchange import Exchange
 from harvest_pipeline.simulator.faults import FaultState
 from harvest_pipeline.simulator.trade_history import MAX_TIME_WINDOW_MS, AggTradeQuery
 
-DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
-PATH_PREFIX = "/fapi/v1/"
 NO_SYMBOL = ""
 """The accounting's symbol for answers about no symbol (exchangeInfo, time, ping)."""
 
@@ -44,11 +46,6 @@ class RestError(Exception):
     def __init__(self, code: int, message: str, status: int = 400):
         super().__init__(message)
         self.code, self.status = code, status
-
-
-def depth_weight(limit: int) -> int:
-    """Binance's weight of ``GET /fapi/v1/depth`` for ``limit``."""
-    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
 
 
 class WeightBudget:
@@ -95,8 +92,13 @@ class MarketState(Protocol):
         ...
 
 
+Route = tuple[Callable[[dict[str, str]], int], Callable[[dict[str, str]], Answer]]
+"""An endpoint's request weight and answer, both from the query."""
+
+
 class RestApi:
-    """Answers ``/fapi/v1/...`` GET requests from the exchange's (or the replay's) current state."""
+    """Answers the market's REST GET requests (``/fapi/v1/...`` on USDⓈ-M) from the exchange's (or the replay's)
+    current state."""
 
     def __init__(
         self,
@@ -113,20 +115,28 @@ class RestApi:
         self.faults = faults
         self.budget = WeightBudget(weight_limit)
         self.tally = tally
-        self._routes: dict[str, tuple[Callable[[dict[str, str]], int], Callable[[dict[str, str]], Answer]]] = {
-            "depth": (lambda q: depth_weight(_int(q, "limit", 500)), self._depth),
-            "aggTrades": (lambda q: 20, self._agg_trades),
-            "exchangeInfo": (lambda q: 1, self._exchange_info),
-            "time": (lambda q: 1, lambda q: (b'{"serverTime":%d}' % self.clock_ms(), [NO_SYMBOL])),
-            "ping": (lambda q: 1, lambda q: (b"{}", [NO_SYMBOL])),
-            "openInterest": (lambda q: 1, self._open_interest),
-            "ticker/24hr": (lambda q: 1 if "symbol" in q else 40, self._ticker_24hr),
-            "premiumIndex": (lambda q: 1 if "symbol" in q else 10, self._premium_index),
+        self.dialect = dialect = exchange.dialect
+        self.prefix = dialect.rest_prefix
+        self._api_root = self.prefix[: self.prefix.index("/", 1) + 1]
+        depth_rule = dialect.depth_rule
+        answers: dict[str, Callable[[dict[str, str]], Answer]] = {
+            "aggTrades": self._agg_trades,
+            "exchangeInfo": self._exchange_info,
+            "time": lambda q: (b'{"serverTime":%d}' % self.clock_ms(), [NO_SYMBOL]),
+            "ping": lambda q: (b"{}", [NO_SYMBOL]),
+            "openInterest": self._open_interest,
+            "ticker/24hr": self._ticker_24hr,
+            "premiumIndex": self._premium_index,
         }
+        self._routes: dict[str, Route] = {
+            "depth": (lambda q: depth_rule.weight(_int(q, "limit", depth_rule.default_limit)), self._depth)
+        }
+        for endpoint, weights in dialect.rest_weights.items():
+            self._routes[endpoint] = (_weight_of(weights), answers[endpoint])
 
     def handles(self, path: str) -> bool:
-        """Whether ``path`` (with its query) is a REST request."""
-        return urlsplit(path).path.startswith("/fapi/")
+        """Whether ``path`` (with its query) is a REST request: anything under the market's API root (``/fapi/``)."""
+        return urlsplit(path).path.startswith(self._api_root)
 
     def answer(self, path: str) -> RestResponse:
         """The response to ``GET path``."""
@@ -138,8 +148,8 @@ class RestApi:
             status, retry_after = forced
             headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
             return self._reject(status, headers, -1003, f"simulated HTTP {status}")
-        endpoint = url.path.removeprefix(PATH_PREFIX)
-        route = self._routes.get(endpoint) if url.path.startswith(PATH_PREFIX) else None
+        endpoint = url.path.removeprefix(self.prefix)
+        route = self._routes.get(endpoint) if url.path.startswith(self.prefix) else None
         if route is None:
             return self._respond(404, wire.rest_error(-1000, f"unknown endpoint {url.path}"))
         weight_of, build = route
@@ -165,9 +175,11 @@ class RestApi:
         return self._respond(status, wire.rest_error(code, message), headers)
 
     def _depth(self, query: dict[str, str]) -> Answer:
-        limit = _int(query, "limit", 500)
-        if limit not in DEPTH_LIMITS:
-            raise RestError(-1130, f"Invalid limit {limit}; valid limits are {list(DEPTH_LIMITS)}.")
+        rule = self.dialect.depth_rule
+        try:
+            limit = rule.levels(_int(query, "limit", rule.default_limit))
+        except ValueError as exc:
+            raise RestError(-1130, str(exc)) from None
         symbol = query.get("symbol", "")
         try:
             return self.market.depth_body(symbol, limit, self.clock_ms()), [symbol.upper()]
@@ -214,6 +226,12 @@ class RestApi:
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
         return wire.rest_rows(rows, as_list=symbol is None), [row["symbol"] for row in rows]
+
+
+def _weight_of(weights: tuple[int, int]) -> Callable[[dict[str, str]], int]:
+    """The weight of a request: the first of ``weights`` when it names a ``symbol``, the second otherwise."""
+    with_symbol, without_symbol = weights
+    return lambda query: with_symbol if "symbol" in query else without_symbol
 
 
 def _int(query: dict[str, str], key: str, default: int | None) -> int:

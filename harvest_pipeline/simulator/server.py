@@ -1,5 +1,8 @@
 """The simulator server: websocket streams and REST on one port, the admin API on another, the market clock.
 
+One process serves one market (``SimulatorConfig.market``): its REST paths, and its websocket paths, routed
+(``/public/...``, ``/market/...`` on USDⓈ-M) or not (``/ws/...``, ``/stream?streams=`` on COIN-M and spot).
+
 ``running_simulator(config)`` is the in-process entry point (tests, benchmarks, ``harvest up``); ``harvest simulate``
 runs the same object in its own process.
 """
@@ -46,17 +49,21 @@ MAX_CONTROL_PER_SECOND = 10
 """Binance drops a connection that sends more incoming messages than this per second."""
 
 
-def parse_ws_path(path: str) -> tuple[str, bool, list[str]] | None:
-    """``(route, combined, streams)`` of a websocket path like ``/market/stream?streams=a/b``; None if not a route."""
+def parse_ws_path(path: str, routed: bool = True) -> tuple[str | None, bool, list[str]] | None:
+    """``(route, combined, streams)`` of a websocket path: ``/market/stream?streams=a/b`` on a routed market,
+    ``/stream?streams=a/b`` (route None) on an unrouted one; None if the market serves no such path."""
     url = urlsplit(path)
     parts = url.path.strip("/").split("/")
-    if len(parts) < 2 or parts[0] not in wire.ROUTES:
-        return None
-    if parts[1] == "ws":
-        return parts[0], False, [part for part in parts[2:] if part]
-    if parts[1] == "stream" and len(parts) == 2:
+    route: str | None = None
+    if routed:
+        if len(parts) < 2 or parts[0] not in wire.ROUTES:
+            return None
+        route, parts = parts[0], parts[1:]
+    if parts[0] == "ws":
+        return route, False, [part for part in parts[1:] if part]
+    if parts[0] == "stream" and len(parts) == 1:
         streams = parse_qs(url.query).get("streams", [""])[-1]
-        return parts[0], True, [stream for stream in streams.split("/") if stream]
+        return route, True, [stream for stream in streams.split("/") if stream]
     return None
 
 
@@ -68,6 +75,7 @@ class Simulator:
         self.faults = FaultState()
         self.hub = Hub(self.faults)
         self.exchange = Exchange(config, self.hub, self.faults, start_ms=config.exchange_ms())
+        self.routed = self.exchange.dialect.market.routed
         self.rest_tally = RestTally()
         self.replay = (
             Replay(config.replay, config.replay_speed, self.hub, config.agg_trade_history) if config.replay else None
@@ -110,7 +118,7 @@ class Simulator:
             await self.apply_fault(fault)
         source = self.replay.run() if self.replay is not None else self._run_market_clock()
         self._tasks = [asyncio.create_task(source), asyncio.create_task(self._run_housekeeping())]
-        log.info("simulator listening: streams %s, admin %s", self.ws_base, self.admin_base)
+        log.info("simulator (%s) listening: streams %s, admin %s", config.market, self.ws_base, self.admin_base)
 
     async def stop(self) -> None:
         """Stop the clock, close every connection with a close frame and stop listening."""
@@ -165,13 +173,14 @@ class Simulator:
             for name, value in answer.headers.items():
                 headers[name] = value
             return Response(answer.status, HTTPStatus(answer.status).phrase, headers, answer.body)
-        if parse_ws_path(request.path) is None:
-            return connection.respond(404, f"no websocket route {request.path}; use /public/... or /market/...\n")
+        if parse_ws_path(request.path, self.routed) is None:
+            served = "/public/... or /market/..." if self.routed else "/ws/... or /stream?streams=..."
+            return connection.respond(404, f"no websocket route {request.path}; use {served}\n")
         return None
 
     async def _handle_connection(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request else ""
-        parsed = parse_ws_path(path)
+        parsed = parse_ws_path(path, self.routed)
         assert parsed is not None, "process_request answers every other path"
         route, combined, streams = parsed
         if self.config.send_buffer_bytes is not None:
@@ -261,7 +270,7 @@ class Simulator:
         if self.replay is not None:
             raise ListingError("a replay has no market model to list or delist symbols in (run without --replay)")
         entry = self.exchange.set_listing(*request, self.config.exchange_ms())
-        log.info("listing: %s is %s", request.symbol, entry["status"])
+        log.info("listing: %s is %s", request.symbol, request.status)
         return entry
 
     async def apply_fault(self, request: Any) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Binance USD-M wire formats: stream names and routes, and the exact bytes of every message the simulator sends.
+"""Binance USDⓈ-M wire formats: stream names and routes, and the exact bytes of every message the simulator sends.
 
-Pure byte formatting (no JSON library on the hot path). Field order, names and types follow what Binance sends: prices
-and quantities are decimal strings with the tick/step size's decimals, times are integer milliseconds.
+COIN-M frames are these with the pair ``ps`` after the symbol where Binance prints it (``Instrument.pair_field``, empty
+on USDⓈ-M); what else differs per market is in ``wire_coinm``, ``wire_spot`` and ``dialects``. Pure byte formatting (no
+JSON library on the hot path). Field order, names and types follow what Binance sends: prices and quantities are
+decimal strings with the tick/step size's decimals, times are integer milliseconds.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ ROUTES = (PUBLIC, MARKET)
 
 AGG_TRADE = "aggTrade"
 DEPTH_DIFF = "depth@100ms"
+DEPTH_1S = "depth"
+"""Spot's depth diffs of a whole second."""
 DEPTH_PARTIAL = "depth20@100ms"
 BOOK_TICKER = "bookTicker"
 TRADE = "trade"
@@ -33,6 +37,7 @@ KLINE_1M = "kline_1m"
 STREAM_KINDS = (
     AGG_TRADE,
     DEPTH_DIFF,
+    DEPTH_1S,
     DEPTH_PARTIAL,
     BOOK_TICKER,
     TRADE,
@@ -97,7 +102,7 @@ def force_order(spec: Instrument, liquidation: Liquidation, event_ms: int) -> by
     lots = spec.qty(liquidation.lots)
     side = "SELL" if liquidation.taker_sold else "BUY"
     return (
-        f'{{"e":"forceOrder","E":{event_ms},"o":{{"s":"{spec.symbol}","S":"{side}",'
+        f'{{"e":"forceOrder","E":{event_ms},"o":{{"s":"{spec.symbol}"{spec.pair_field},"S":"{side}",'
         f'"o":"LIMIT","f":"IOC","q":"{lots}","p":"{spec.price(liquidation.order_ticks)}",'
         f'"ap":"{_average_price(spec, liquidation.tick_lots, liquidation.lots)}","X":"FILLED",'
         f'"l":"{spec.qty(liquidation.last_lots)}","z":"{lots}","T":{liquidation.trade_ms}}}}}'
@@ -106,13 +111,18 @@ def force_order(spec: Instrument, liquidation: Liquidation, event_ms: int) -> by
 
 def kline(spec: Instrument, kline: Kline, event_ms: int, closed: bool) -> bytes:
     """A ``kline`` event of the 1-minute kline ``kline``; ``closed`` is its ``x``. A zero volume prints as ``"0"``."""
+    quote, taker_quote = _volume(spec.quote, kline.tick_lots), _volume(spec.quote, kline.taker_buy_tick_lots)
+    return kline_with_volumes(spec, kline, event_ms, closed, quote, taker_quote)
+
+
+def kline_with_volumes(spec: Instrument, kline: Kline, event_ms: int, closed: bool, q: str, taker_q: str) -> bytes:
+    """A ``kline`` event whose second volume ``q`` (and its taker-buy part ``Q``) are given as printed."""
     return (
         f'{{"e":"kline","E":{event_ms},"s":"{spec.symbol}","k":{{"t":{kline.open_ms},"T":{kline.close_ms},'
         f'"s":"{spec.symbol}","i":"1m","f":{kline.first_id},"L":{kline.last_id},"o":"{spec.price(kline.open)}",'
         f'"c":"{spec.price(kline.close)}","h":"{spec.price(kline.high)}","l":"{spec.price(kline.low)}",'
         f'"v":"{_volume(spec.qty, kline.lots)}","n":{kline.count},"x":{"true" if closed else "false"},'
-        f'"q":"{_volume(spec.quote, kline.tick_lots)}","V":"{_volume(spec.qty, kline.taker_buy_lots)}",'
-        f'"Q":"{_volume(spec.quote, kline.taker_buy_tick_lots)}","B":"0"}}}}'
+        f'"q":"{q}","V":"{_volume(spec.qty, kline.taker_buy_lots)}","Q":"{taker_q}","B":"0"}}}}'
     ).encode()
 
 
@@ -123,13 +133,14 @@ def _volume(format_volume: Callable[[int], str], amount: int) -> str:
 def book_ticker(spec: Instrument, top: Top, event_ms: int) -> bytes:
     """A ``bookTicker`` event."""
     return (
-        f'{{"e":"bookTicker","u":{top.update_id},"E":{event_ms},"T":{event_ms},"s":"{spec.symbol}",'
+        f'{{"e":"bookTicker","u":{top.update_id},"E":{event_ms},"T":{event_ms},"s":"{spec.symbol}"{spec.pair_field},'
         f'"b":"{spec.price(top.bid_ticks)}","B":"{spec.qty(top.bid_lots)}",'
         f'"a":"{spec.price(top.ask_ticks)}","A":"{spec.qty(top.ask_lots)}"}}'
     ).encode()
 
 
-def _levels(spec: Instrument, levels: list[tuple[int, int]]) -> str:
+def levels_text(spec: Instrument, levels: list[tuple[int, int]]) -> str:
+    """The JSON text of ``[[price, qty], ...]`` levels, without the brackets around the list."""
     return ",".join(f'["{spec.price(tick)}","{spec.qty(lots)}"]' for tick, lots in levels)
 
 
@@ -139,9 +150,10 @@ def depth_update(
     """A ``depthUpdate`` event with ``U``/``u``/``pu`` from ``diff`` and the given levels (the diff's own levels for
     ``@depth@100ms``, the top 20 for ``@depth20@100ms``)."""
     return (
-        f'{{"e":"depthUpdate","E":{event_ms},"T":{event_ms},"s":"{spec.symbol}","U":{diff.first_update_id},'
+        f'{{"e":"depthUpdate","E":{event_ms},"T":{event_ms},"s":"{spec.symbol}"{spec.pair_field},'
+        f'"U":{diff.first_update_id},'
         f'"u":{diff.last_update_id},"pu":{diff.previous_update_id},'
-        f'"b":[{_levels(spec, bids)}],"a":[{_levels(spec, asks)}]}}'
+        f'"b":[{levels_text(spec, bids)}],"a":[{levels_text(spec, asks)}]}}'
     ).encode()
 
 
@@ -151,7 +163,7 @@ def depth_snapshot(
     """The body of ``GET /fapi/v1/depth``."""
     return (
         f'{{"lastUpdateId":{last_update_id},"E":{now_ms},"T":{now_ms},'
-        f'"bids":[{_levels(spec, bids)}],"asks":[{_levels(spec, asks)}]}}'
+        f'"bids":[{levels_text(spec, bids)}],"asks":[{levels_text(spec, asks)}]}}'
     ).encode()
 
 
@@ -244,11 +256,16 @@ def exchange_info_symbol(spec: Instrument, status: str) -> dict[str, Any]:
         "marginAsset": "USDT",
         "pricePrecision": spec.price_decimals,
         "quantityPrecision": spec.qty_decimals,
-        "filters": [
-            {"filterType": "PRICE_FILTER", "tickSize": spec.tick_size, "minPrice": spec.tick_size},
-            {"filterType": "LOT_SIZE", "stepSize": spec.step_size, "minQty": spec.step_size},
-        ],
+        "filters": size_filters(spec),
     }
+
+
+def size_filters(spec: Instrument) -> list[dict[str, Any]]:
+    """The ``PRICE_FILTER`` and ``LOT_SIZE`` filters of an exchangeInfo entry."""
+    return [
+        {"filterType": "PRICE_FILTER", "tickSize": spec.tick_size, "minPrice": spec.tick_size},
+        {"filterType": "LOT_SIZE", "stepSize": spec.step_size, "minQty": spec.step_size},
+    ]
 
 
 def exchange_info(symbols: list[dict[str, Any]], weight_limit: int, now_ms: int) -> bytes:
