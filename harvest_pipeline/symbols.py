@@ -4,8 +4,12 @@ A symbol is checked wherever it comes from input (flags, frames, ledgers) and na
 ``symbols`` (``--symbols``, ``HARVEST_SYMBOLS``) lists explicit symbols and/or selectors, comma-separated:
 
 - ``BTCUSDT``: that symbol, always (whatever the exchange lists);
-- ``top:N`` (N >= 1): the N contracts in status TRADING with the highest 24 h quote volume (REST ``ticker/24hr``);
+- ``top:N`` (N >= 1): the N contracts in status TRADING with the highest 24 h volume (REST ``ticker/24hr``: quote
+  volume, or base volume on COIN-M, which has no quote volume);
 - ``all``: every contract in status TRADING (REST ``exchangeInfo``).
+
+The field names differ per market (``harvest_pipeline.markets``: ``listing_status_key``, ``volume_key``); ``select``
+takes them.
 
 The union is recorded (``BTCUSDT,top:5``: BTCUSDT plus the top five). Selectors are resolved by the collector, at
 start and every ``symbols_refresh_s``, with ``SymbolSelection.select`` (pure: the REST answers in, the symbols out).
@@ -19,21 +23,28 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-SYMBOL_REGEX = "[A-Z0-9]{2,20}"
-"""Binance USD-M symbols: upper-case letters and digits (the SQL side uses this text with ``regexp_full_match``)."""
+from harvest_pipeline.markets import USDM
+
+SYMBOL_REGEX = "[A-Z0-9][A-Z0-9_]{1,19}"
+"""Binance symbols: upper-case letters and digits, and ``_`` after the first (COIN-M ``BTCUSD_PERP``, delivery
+contracts ``BTCUSDT_251226``); the SQL side uses this text with ``regexp_full_match``."""
 SYMBOL_PATTERN = re.compile(rf"\A{SYMBOL_REGEX}\Z")
+SELECTABLE_PATTERN = re.compile(r"\A[A-Z0-9]+(_PERP)?\Z")
+"""What the selectors may choose besides following the symbol rule: spot pairs and perpetual contracts (``BTCUSDT``,
+COIN-M ``BTCUSD_PERP``), never delivery contracts (``BTCUSDT_250328``, ``BTCUSD_250328``), which expire; those
+are recorded only when named explicitly."""
 
 ALL_SELECTOR = "all"
 TOP_PREFIX = "top:"
 TRADING = "TRADING"
-"""The exchangeInfo ``status`` of a contract that trades (others: PENDING_TRADING, SETTLING, CLOSE, ...)."""
-SELECTOR_HELP = "a symbol such as BTCUSDT, top:N (N >= 1: the N busiest contracts by 24 h quote volume) or all"
+"""The exchangeInfo status of a contract that trades (others: PENDING_TRADING, SETTLING, CLOSE, ...)."""
+SELECTOR_HELP = "a symbol such as BTCUSDT, top:N (N >= 1: the N busiest contracts by 24 h volume) or all"
 
 
 def validate_symbol(symbol: str) -> str:
     """``symbol`` if it follows the rule, else ``ValueError`` saying what is expected."""
     if not SYMBOL_PATTERN.match(symbol):
-        raise ValueError(f"invalid symbol {symbol!r}: expected 2-20 letters or digits, upper case")
+        raise ValueError(f"invalid symbol {symbol!r}: expected 2-20 upper-case letters, digits or _ (not first)")
     return symbol
 
 
@@ -57,8 +68,8 @@ def _top_count(entry: str) -> int:
 
 @dataclass(frozen=True)
 class Selected:
-    """What a selection resolved to: the symbols to record, and the exchange symbols passed over because they do not
-    follow the symbol rule (delivery contracts such as ``BTCUSDT_250328``)."""
+    """What a selection resolved to: the symbols to record, and the trading exchange symbols passed over because a
+    selector never chooses them (delivery contracts such as ``BTCUSDT_250328``, names breaking the symbol rule)."""
 
     symbols: tuple[str, ...]
     skipped: tuple[str, ...] = ()
@@ -110,31 +121,39 @@ class SymbolSelection:
 
     @property
     def needs_tickers(self) -> bool:
-        """Whether resolving needs ``GET /fapi/v1/ticker/24hr`` (weight 40) besides ``exchangeInfo`` (weight 1)."""
+        """Whether resolving needs REST ``ticker/24hr`` (weight 40) besides ``exchangeInfo`` (weight 1)."""
         return self.top is not None and not self.all
 
-    def select(self, exchange_info: Mapping[str, Any], tickers: Sequence[Mapping[str, Any]] = ()) -> Selected:
+    def select(
+        self,
+        exchange_info: Mapping[str, Any],
+        tickers: Sequence[Mapping[str, Any]] = (),
+        status_key: str = USDM.listing_status_key,
+        volume_key: str = USDM.volume_key,
+    ) -> Selected:
         """The symbols to record, given the bodies of ``exchangeInfo`` and (for ``top:N``) ``ticker/24hr``.
 
         Explicit symbols come first, in their order, whatever the exchange says; then the selected ones, by name.
-        ``top:N`` ranks the TRADING contracts by ``quoteVolume`` (ties by name). Exchange symbols that do not follow
-        the symbol rule are never selected, and are listed in ``skipped``. ``ValueError`` if an answer is not
-        shaped like Binance's.
+        A contract trades when its ``status_key`` field is TRADING; ``top:N`` ranks the TRADING contracts by the
+        ``volume_key`` field of their ticker (ties by name). The keys are the market's (``Market.listing_status_key``,
+        ``Market.volume_key``; USDⓈ-M's unless given). Exchange symbols that break the symbol rule or name a delivery
+        contract (``SELECTABLE_PATTERN``) are never selected, and are listed in ``skipped``. ``ValueError`` if an answer
+        is not shaped like Binance's.
         """
-        trading, skipped = _trading_symbols(exchange_info)
+        trading, skipped = _trading_symbols(exchange_info, status_key)
         chosen: set[str] = set()
         if self.all:
             chosen = set(trading)
         elif self.top is not None:
-            volumes = _quote_volumes(tickers, set(trading))
+            volumes = _volumes(tickers, set(trading), volume_key)
             ranked = sorted(volumes, key=lambda symbol: (-volumes[symbol], symbol))
             chosen = set(ranked[: self.top])
         rest = sorted(chosen - set(self.explicit))
         return Selected(self.explicit + tuple(rest), tuple(sorted(skipped)))
 
 
-def _trading_symbols(exchange_info: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The valid symbols in status TRADING, and the TRADING ones that break the symbol rule."""
+def _trading_symbols(exchange_info: Mapping[str, Any], status_key: str) -> tuple[list[str], list[str]]:
+    """The selectable symbols whose ``status_key`` is TRADING, and the TRADING ones a selector never chooses."""
     rows = exchange_info.get("symbols") if isinstance(exchange_info, Mapping) else None
     if not isinstance(rows, list):
         raise ValueError("exchangeInfo answer has no 'symbols' list")
@@ -143,15 +162,16 @@ def _trading_symbols(exchange_info: Mapping[str, Any]) -> tuple[list[str], list[
     for row in rows:
         if not isinstance(row, Mapping) or not isinstance(row.get("symbol"), str):
             raise ValueError(f"exchangeInfo answer has a symbol entry without a 'symbol': {str(row)[:200]}")
-        if row.get("status") != TRADING:
+        if row.get(status_key) != TRADING:
             continue
         symbol = row["symbol"]
-        (trading if SYMBOL_PATTERN.match(symbol) else skipped).append(symbol)
+        selectable = SYMBOL_PATTERN.match(symbol) and SELECTABLE_PATTERN.match(symbol)
+        (trading if selectable else skipped).append(symbol)
     return trading, skipped
 
 
-def _quote_volumes(tickers: Sequence[Mapping[str, Any]], eligible: set[str]) -> dict[str, Decimal]:
-    """``quoteVolume`` of every eligible symbol with a ticker row (exact decimals, as Binance prints them)."""
+def _volumes(tickers: Sequence[Mapping[str, Any]], eligible: set[str], volume_key: str) -> dict[str, Decimal]:
+    """The ``volume_key`` of every eligible symbol with a ticker row (exact decimals, as Binance prints them)."""
     if not isinstance(tickers, list | tuple):
         raise ValueError("ticker/24hr answer is not a list")
     volumes: dict[str, Decimal] = {}
@@ -160,7 +180,7 @@ def _quote_volumes(tickers: Sequence[Mapping[str, Any]], eligible: set[str]) -> 
         if symbol not in eligible:
             continue
         try:
-            volumes[symbol] = Decimal(str(row["quoteVolume"]))
+            volumes[symbol] = Decimal(str(row[volume_key]))
         except (KeyError, InvalidOperation):
-            raise ValueError(f"ticker/24hr row of {symbol} has no readable quoteVolume: {str(row)[:200]}") from None
+            raise ValueError(f"ticker/24hr row of {symbol} has no readable {volume_key}: {str(row)[:200]}") from None
     return volumes

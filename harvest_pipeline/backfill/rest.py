@@ -1,4 +1,7 @@
-"""One page of ``GET /fapi/v1/aggTrades?symbol=&fromId=&limit=1000``: the request, and the answer read into trades.
+"""One page of ``GET <aggTrades path>?symbol=&fromId=&limit=1000``: the request, and the answer read into trades.
+
+The path is the market's (``Market.rest_path("aggTrades")``: ``/fapi/v1/aggTrades`` on USDⓈ-M, the default,
+``/dapi/v1/aggTrades`` on COIN-M, ``/api/v3/aggTrades`` on spot); the answers have the same shape on all three.
 
 A trade is stored re-serialised by orjson (the same keys and values; prices stay strings), one record each, and only
 when its record is built: orjson's output buffers are over-allocated (~2 KiB for a 90-byte trade), so keeping a
@@ -16,8 +19,10 @@ import orjson
 from harvest_pipeline.backfill.holes import AGG_TRADES_PAGE
 from harvest_pipeline.collector.connection import parse_retry_after
 from harvest_pipeline.collector.sequencing import MAX_ID
+from harvest_pipeline.markets import USDM
 
-AGG_TRADES_PATH = "/fapi/v1/aggTrades"
+AGG_TRADES_PATH = USDM.rest_path("aggTrades")
+"""USDⓈ-M's aggTrades path, the default of ``fetch_page``."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,16 @@ def read_trades(body: bytes) -> tuple[list[tuple[int, dict[str, Any]]] | None, s
 
 
 async def fetch_page(
-    session: aiohttp.ClientSession, rest_base: str, symbol: str, from_id: int, clock: Callable[[], int]
+    session: aiohttp.ClientSession,
+    rest_base: str,
+    symbol: str,
+    from_id: int,
+    clock: Callable[[], int],
+    path: str = AGG_TRADES_PATH,
 ) -> PageAnswer:
-    """Request the page of ``symbol`` starting at ``from_id``; never raises for a network or HTTP problem."""
-    url = f"{rest_base.rstrip('/')}{AGG_TRADES_PATH}"
+    """Request the page of ``symbol`` starting at ``from_id`` from ``rest_base`` + ``path`` (the market's aggTrades
+    path); never raises for a network or HTTP problem."""
+    url = f"{rest_base.rstrip('/')}{path}"
     params = {"symbol": symbol, "fromId": str(from_id), "limit": str(AGG_TRADES_PAGE)}
     requested_ns = clock()
     try:

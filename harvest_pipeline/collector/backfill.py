@@ -1,12 +1,13 @@
 """Live trade backfill: every aggTrade hole the collector knows of is filled from REST, off the readers' path.
 
-Holes come from the id trackers (a jump, a reconnect, a stalled stream, the ids missed while the collector was down)
-and from lost records (the writer's loss report carries the trade ids of the aggTrade lines it could not write).
-One task works through them oldest first, one ``/fapi/v1/aggTrades`` page at a time, within a share of the
-request-weight budget it shares with the depth snapshots. Every request leaves a ``backfill`` record (request time,
-``fromId``, HTTP status, weight, what it stored) and each trade of the hole one ``rest_trade`` record pointing at it.
-What the exchange cannot give is declared in a ``backfill`` record with ``outcome: declared`` and the reason: ids an
-answer skipped (never issued, or past its history), or a hole still failing after ``backfill_max_attempts``.
+Holes come from the id trackers (a jump, a reconnect, a stalled stream, the ids missed while the collector was down) and
+from lost records (the writer's loss report carries the trade ids of the aggTrade lines it could not write). One task
+works through them oldest first, one page of the market's REST ``aggTrades`` (``/fapi/v1/aggTrades``,
+``/dapi/v1/aggTrades``, ``/api/v3/aggTrades``) at a time, within a share of the request-weight budget it shares with the
+depth snapshots. Every request leaves a ``backfill`` record (request time, ``fromId``, HTTP status, weight, what it
+stored) and each trade of the hole one ``rest_trade`` record pointing at it. What the exchange cannot give is declared
+in a ``backfill`` record with ``outcome: declared`` and the reason: ids an answer skipped (never issued, or past its
+history), or a hole still failing after ``backfill_max_attempts``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class TradeBackfiller:
         self._rng = rng
         self._budget = budget
         self._cap = max(AGG_TRADES_WEIGHT, int(config.rest_weight_per_minute * config.backfill_weight_share))
+        self._path = config.exchange.rest_path("aggTrades")
         self._spacing_s = 60.0 * AGG_TRADES_WEIGHT / self._cap
         """Pages are spread evenly over the minute (2 s apart at the default 600 weight), never sent in a burst: each
         costs the event loop ~2 ms, and a burst of them would delay the frames behind it."""
@@ -87,7 +89,7 @@ class TradeBackfiller:
                 self._budget.spend(AGG_TRADES_WEIGHT, now)
                 self._next_page_at = now + self._spacing_s
                 answer = await fetch_page(
-                    session, self._config.rest_base, hole.symbol, hole.first_id, self._intake.clock
+                    session, self._config.rest_base, hole.symbol, hole.first_id, self._intake.clock, self._path
                 )
                 if answer.used_weight is not None:
                     self._budget.server_reports(answer.used_weight, time.monotonic())

@@ -5,6 +5,13 @@ diff, after a ``pu`` break, and after any of its diffs or snapshots was lost (re
 written); it is *synced* again once a snapshot received after that moment is in a segment. After a loss, the
 snapshot is requested only when the ``write_loss`` record is written, i.e. once writing works again, so the new
 snapshot is not lost to the same failure.
+
+The rule is the same on every market, because it is judged by receive time, not by ids: a snapshot received after the
+break, with every diff recorded since the break, holds the diff the book restarts from, whichever way the market
+chains them. A break is what the market's tracker reports (``sequencing``: ``pu`` on the futures, ``U`` on spot).
+The ids are fitted where the book is rebuilt (``harvest_pipeline.book``). Binance's rules: the futures drop diffs with
+``u`` < ``lastUpdateId`` and start from the one with ``U`` <= ``lastUpdateId`` <= ``u``; spot drops ``u`` <=
+``lastUpdateId`` and starts from the one with ``U`` <= ``lastUpdateId`` + 1 <= ``u``.
 """
 
 from __future__ import annotations

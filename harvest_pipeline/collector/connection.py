@@ -47,13 +47,13 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class Connection:
-    """A single connection to one routed endpoint carrying a fixed list of streams."""
+    """A single connection to one endpoint (a route, or the unrouted ``/stream``) carrying a fixed list of streams."""
 
     def __init__(self, conn_id: str, route: str, streams: list[str], intake: Intake, config: CollectorConfig):
         self.conn_id = conn_id
         self.route = route
         self.streams = streams
-        self.url = f"{config.ws_base.rstrip('/')}/{route}/stream"
+        self.url = config.stream_url(route)
         self.first_data = asyncio.Event()
         self.retry_after_s: float | None = None
         self.connected_at: float | None = None

@@ -51,6 +51,7 @@ class Intake:
         self.entries: dict[bytes, StreamEntry] = {}
         self.request_snapshot: Callable[[str, str], None] = lambda symbol, reason: None
         self.request_backfill: Callable[[str, int, int, str], None] = lambda symbol, first, last, cause: None
+        self._depth_chain = config.exchange.depth_chain
         self.add_streams(config.streams_by_route())
 
     def add_streams(self, by_route: Mapping[str, Iterable[str]]) -> None:
@@ -60,7 +61,7 @@ class Intake:
                 state = StreamState(name, route, quiet=is_quiet_stream(name))
                 self.streams[name] = state
                 symbol = name.partition("@")[0].upper()
-                self.entries[name.encode()] = StreamEntry(name, state, sequence_for(name), symbol)
+                self.entries[name.encode()] = StreamEntry(name, state, sequence_for(name, self._depth_chain), symbol)
 
     def unwatch_streams(self, names: Iterable[str]) -> None:
         """Stop reporting and watching streams about to be closed (/healthz, metrics, watchdog); frames still
@@ -100,7 +101,7 @@ class Intake:
         if isinstance(sequence, DepthSequence) and sequence.needs_snapshot:
             sequence.needs_snapshot = False
             self.book.mark_unsynced(entry.symbol, self.clock())
-            self.request_snapshot(entry.symbol, "start" if gap is None else "pu chain break")
+            self.request_snapshot(entry.symbol, "start" if gap is None else sequence.BREAK)
 
     def record_gap(self, gap: Gap, conn_id: str, seq: int) -> None:
         """Write a ``gap`` record, count it and log one line."""

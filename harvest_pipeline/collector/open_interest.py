@@ -1,11 +1,13 @@
-"""Open interest: every symbol's ``GET /fapi/v1/openInterest`` on a fixed schedule, each answer stored verbatim.
+"""Open interest: every symbol's REST ``openInterest`` on a fixed schedule, each answer stored verbatim.
 
-Binance streams no open interest, so it is polled. One task asks for one symbol at a time, round robin, one turn every
-``open_interest_interval_s / len(symbols)`` seconds: the symbols are spread over the interval, never fetched together,
-and at most one request is ever in flight. Each poll costs weight 1 from the request-weight budget shared with the
-depth snapshots and the trade backfill, and the polls never spend more than ``open_interest_weight_share`` of it:
-when the symbols need more, the turns are spaced further apart (logged when the recorded symbols change). A symbol
-that starts being recorded is polled from the next round on; one that stops is not polled again.
+Binance streams no open interest, so it is polled, on the futures markets (``/fapi/v1/openInterest``,
+``/dapi/v1/openInterest``); spot has none, and its collector runs no poller (``Market.has_open_interest``). One task
+asks for one symbol at a time, round robin, one turn every ``open_interest_interval_s / len(symbols)`` seconds: the
+symbols are spread over the interval, never fetched together, and at most one request is ever in flight. Each poll costs
+weight 1 from the request-weight budget shared with the depth snapshots and the trade backfill, and the polls never
+spend more than ``open_interest_weight_share`` of it: when the symbols need more, the turns are spaced further apart
+(logged when the recorded symbols change). A symbol that starts being recorded is polled from the next round on; one
+that stops is not polled again.
 
 An answer is stored as an ``open_interest`` record, its body verbatim (a body that cannot be embedded becomes a
 ``bad_frame``, reason ``open interest: <why>``). A failed poll (no answer, a timeout, an HTTP error) stores nothing:
@@ -38,7 +40,7 @@ from harvest_pipeline.segments.records import KIND_OPEN_INTEREST, encode_open_in
 
 log = logging.getLogger(__name__)
 
-OPEN_INTEREST_PATH = "/fapi/v1/openInterest"
+OPEN_INTEREST_ENDPOINT = "openInterest"
 OPEN_INTEREST_WEIGHT = 1
 
 
@@ -82,7 +84,7 @@ class OpenInterestPoller:
         self._intake = intake
         self.conn_id = conn_id
         self._budget = budget
-        self._url = f"{config.rest_base.rstrip('/')}{OPEN_INTEREST_PATH}"
+        self._url = config.rest_url(OPEN_INTEREST_ENDPOINT)
         self._seq = 0
         self.polls: dict[str, SymbolPolls] = {}
         self.spacing_s = poll_spacing_s(config, 0)

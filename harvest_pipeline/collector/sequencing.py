@@ -8,8 +8,8 @@ the process. An id is implausible when it lies outside ``0..MAX_ID`` (or is not 
 ``MAX_ID_JUMP`` ahead of the last accepted id or more than ``MAX_ID_LAG`` behind it. ``observe`` then returns the
 reason as a string and the tracker does not move: the caller stores the frame as a ``bad_frame`` with that reason.
 Should the exchange really re-base its ids, two consecutive implausible frames that agree with each other (``a``
-rising by 1; ``pu`` equal to the previous ``u``) are believed: the tracker moves to the new base and reports an id
-rebase as a ``Gap``. The same rule heals the tracker after it believed a corrupt id that was ahead but within
+rising by 1; the depth chain continued) are believed: the tracker moves to the new base and reports an id rebase as a
+``Gap``. The same rule heals the tracker after it believed a corrupt id that was ahead but within
 ``MAX_ID_JUMP``: the real ids, more than ``MAX_ID_LAG`` behind it, re-base it after two frames.
 """
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from harvest_pipeline.markets import DepthChain
 
 MAX_ID = 2**63 - 1
 """Exchange ids are int64 (Parquet's ``int64`` columns downstream); anything outside ``0..MAX_ID`` is not an id."""
@@ -195,13 +197,20 @@ class AggTradeSequence(_IdTracker):
 
 
 class DepthSequence(_IdTracker):
-    """Follows the ``pu`` → ``u`` chain of one diff-depth stream across all connections.
+    """Follows the ``pu`` → ``u`` chain of one diff-depth stream across all connections (USDⓈ-M, COIN-M): a diff
+    continues the chain when its ``pu`` is the previous diff's ``u``.
 
     ``needs_snapshot`` is set when the stream first produces data, after ``resume_after`` and after every break or
     rebase: the caller then fetches a REST snapshot of that symbol only. Frames with ``u`` at or below the highest
     seen (within ``MAX_ID_LAG``) are overlap duplicates. ``observe`` returns None, a ``Gap``, or the reason (str)
     the frame's ids are implausible.
     """
+
+    CHAIN_NAME = "pu"
+    """The id that links a diff to the one before it."""
+    CHAIN_KEY = b'"pu":'
+    BREAK = "pu chain break"
+    """Why a snapshot is asked for after a break (the gap's reason is ``depth <BREAK>``)."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -228,12 +237,18 @@ class DepthSequence(_IdTracker):
             return None
         return self._judge(raw, final_id, prev_final, last)
 
-    def _judge(self, raw: bytes, final_id: int, prev_final: int, last: int | None) -> Gap | str | None:
+    @staticmethod
+    def _predecessor(chain_id: int) -> int:
+        """The ``u`` of the diff before, named by the chain id (``pu`` names it as it is)."""
+        return chain_id
+
+    def _judge(self, raw: bytes, final_id: int, chain_id: int, last: int | None) -> Gap | str | None:
         candidate, self._candidate = self._candidate, None
         if not 0 <= final_id <= MAX_ID:
             return out_of_range_reason("depth id u", raw, b'"u":')
-        if not 0 <= prev_final <= MAX_ID:
-            return out_of_range_reason("depth id pu", raw, b'"pu":')
+        if not 0 <= chain_id <= MAX_ID:
+            return out_of_range_reason(f"depth id {self.CHAIN_NAME}", raw, self.CHAIN_KEY)
+        prev_final = self._predecessor(chain_id)
         if last is None:
             self.last_u = final_id
             self.needs_snapshot = True
@@ -242,7 +257,7 @@ class DepthSequence(_IdTracker):
         if move is _DUPLICATE:
             return None
         if move is _FORWARD:
-            reason = self._gap_reason(last, "depth pu chain break")
+            reason = self._gap_reason(last, f"depth {self.BREAK}")
             gap = Gap(self.stream, reason, last, prev_final, self._missing(raw, last))
         elif candidate == (last, prev_final):
             self._resume = None
@@ -260,11 +275,38 @@ class DepthSequence(_IdTracker):
         return first_id - last - 1 if first_id is not None and 0 <= first_id <= MAX_ID else None
 
 
-def sequence_for(stream: str) -> AggTradeSequence | DepthSequence | None:
-    """The tracker a stream needs: aggTrade ids, diff-depth chains; None for everything else (bookTicker, ...)."""
+class FirstIdDepthSequence(DepthSequence):
+    """Follows the chain of one spot diff-depth stream, whose diffs carry no ``pu``: a diff continues the chain when
+    its first update id ``U`` is the previous diff's ``u`` + 1, i.e. ``U - 1`` plays the part of ``pu`` (in the gap
+    records too: ``got`` is ``U - 1``). Everything else is ``DepthSequence``'s."""
+
+    CHAIN_NAME = "U"
+    CHAIN_KEY = b'"U":'
+    BREAK = "U chain break"
+
+    def observe(self, raw: bytes) -> Gap | str | None:
+        """Account for one frame; returns the gap it reveals, the reason its ids are implausible, or None."""
+        final_id = extract_int(raw, b'"u":')
+        first_id = extract_int(raw, b'"U":')
+        if final_id is None or first_id is None:
+            return None
+        last = self.last_u
+        if last is not None and first_id == last + 1 and 0 < final_id - last <= MAX_ID_JUMP and final_id <= MAX_ID:
+            self.last_u = final_id
+            return None
+        return self._judge(raw, final_id, first_id, last)
+
+    @staticmethod
+    def _predecessor(chain_id: int) -> int:
+        return chain_id - 1
+
+
+def sequence_for(stream: str, depth_chain: DepthChain = "pu") -> AggTradeSequence | DepthSequence | None:
+    """The tracker a stream needs: aggTrade ids, diff-depth chains (linked as the market's ``depth_chain`` says);
+    None for everything else (bookTicker, ...)."""
     kind = stream.partition("@")[2]
     if kind == "aggTrade":
         return AggTradeSequence(stream)
     if kind.startswith("depth") and not kind[5:6].isdigit():
-        return DepthSequence(stream)
+        return FirstIdDepthSequence(stream) if depth_chain == "first_id" else DepthSequence(stream)
     return None

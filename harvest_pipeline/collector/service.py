@@ -1,8 +1,10 @@
 """The collector process: wires connections, watchdog, snapshots, writer and metrics, and runs until told to stop.
 
-Start-up: take the lock on ``open/<collector_id>/`` (two collectors can never share an open directory), seal what a
-crashed predecessor left open, then connect. Stop (SIGTERM/SIGINT): stop reading, drain the queue, seal, exit 0
-within ``shutdown_deadline_s`` (exit 1 if the disk kept failing and records could not be written).
+Start-up: take the lock on ``open/<collector_id>/`` (two collectors can never share an open directory; collectors of
+different markets have different ids by default), seal what a crashed predecessor left open, then connect. One collector
+records one market (``config.market``); a market without open interest (spot) runs no poller for it. Stop
+(SIGTERM/SIGINT): stop reading, drain the queue, seal, exit 0 within ``shutdown_deadline_s`` (exit 1 if the disk kept
+failing and records could not be written).
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ class CollectorService:
         healthy = not problems
         report: dict[str, object] = {
             "status": "ok" if healthy else "degraded",
+            "market": self.config.market,
             "problems": problems,
             "symbols": symbols,
             "streams": streams,
@@ -271,7 +274,7 @@ class CollectorService:
                 self._book_events.request_backfill = backfill_from_writer_thread
                 self.recorded.on_added.append(backfiller.add_symbols)  # holes found before are still filled
                 background_tasks.append(backfiller.run())
-            if self.config.open_interest_interval_s > 0:
+            if self.config.open_interest_interval_s > 0 and self.config.exchange.has_open_interest:
                 self.open_interest = OpenInterestPoller(
                     self.config, self.intake, f"{self.namer.boot_id}-open-interest", budget
                 )
@@ -366,6 +369,7 @@ class CollectorService:
         info = {
             "pid": os.getpid(),
             "collector_id": self.config.collector_id,
+            "market": self.config.market,
             "boot_id": self.namer.boot_id,
             "metrics_url": f"http://{self.config.metrics_host}:{self.metrics_port}",
         }

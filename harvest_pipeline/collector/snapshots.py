@@ -1,10 +1,11 @@
 """REST depth snapshots: one symbol at a time, within a request-weight budget, never blocking a reader.
 
-Readers call ``request(symbol, reason)`` (a set insert). A single task works through the requests: it waits for
-weight budget (``rest_budget``, shared with the trade backfill), fetches
-``/fapi/v1/depth`` and stores the body verbatim as a ``snapshot`` record. HTTP 429/418 pauses all snapshots for
-``Retry-After`` (recorded as a ``gap`` record: that symbol's book stays unsynchronised meanwhile); other failures
-are retried per symbol with capped backoff.
+Readers call ``request(symbol, reason)`` (a set insert). A single task works through the requests: it waits for weight
+budget (``rest_budget``, shared with the trade backfill), fetches the market's REST ``depth`` (``/fapi/v1/depth``,
+``/dapi/v1/depth``, ``/api/v3/depth``) and stores the body verbatim as a ``snapshot`` record (a spot body carries no
+event or transaction time; compaction takes the receive time). HTTP 429/418 pauses all snapshots for ``Retry-After``
+(recorded as a ``gap`` record: that symbol's book stays unsynchronised meanwhile); other failures are retried per symbol
+with capped backoff.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 
@@ -21,6 +23,7 @@ from harvest_pipeline.collector.config import CollectorConfig
 from harvest_pipeline.collector.intake import Intake
 from harvest_pipeline.collector.rest_budget import DEFAULT_RETRY_AFTER_S, WeightBudget, budgeted_get
 from harvest_pipeline.collector.shard import backoff_delay
+from harvest_pipeline.markets import Market
 from harvest_pipeline.segments import encode_control, encode_snapshot
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,14 @@ def depth_weight(limit: int) -> int:
     return 20
 
 
+def snapshot_weight(exchange: Market, limit: int) -> int:
+    """Request weight of a depth snapshot of ``limit`` levels on ``exchange``: the market's ``snapshot_weight`` at its
+    ``snapshot_limit``, a smaller limit charged by the USD-M table scaled to meet that, rounded up. Exact on USDⓈ-M and
+    COIN-M (one table); on spot, whose small snapshots cost less, an over-estimate, which only spends more carefully."""
+    scale = exchange.snapshot_weight / depth_weight(exchange.snapshot_limit)
+    return math.ceil(depth_weight(limit) * scale)
+
+
 class SnapshotFetcher:
     """Fetches depth snapshots on request, one at a time, oldest request first."""
 
@@ -51,7 +62,7 @@ class SnapshotFetcher:
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}
         self._budget = budget
-        self._weight = depth_weight(config.snapshot_limit)
+        self._weight = snapshot_weight(config.exchange, config.snapshot_limit)
         self._depth_kind = next((k for k in config.stream_kinds if k.startswith("depth")), "depth")
         self._has_diffs = any(kind.split("@")[0] == "depth" for kind in config.stream_kinds)
         self.symbols: list[str] = []
@@ -130,7 +141,7 @@ class SnapshotFetcher:
         return max(0.01, min(self._not_before.get(s, now) for s in self._pending) - now)
 
     async def _fetch(self, session: aiohttp.ClientSession, symbol: str, reason: str) -> None:
-        url = f"{self._config.rest_base.rstrip('/')}/fapi/v1/depth"
+        url = self._config.rest_url("depth")
         params = {"symbol": symbol, "limit": str(self._config.snapshot_limit)}
         requested_ns = self._intake.clock()
         answer = await budgeted_get(session, url, params, self._budget, self._weight)

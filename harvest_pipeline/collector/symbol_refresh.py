@@ -1,13 +1,14 @@
 """The selectors of ``--symbols`` (``top:N``, ``all``), resolved from REST at start and every ``symbols_refresh_s``.
 
-Each resolution asks ``GET /fapi/v1/exchangeInfo`` (weight 1: which contracts are TRADING) and, for ``top:N``,
-``GET /fapi/v1/ticker/24hr`` (weight 40: every contract's 24 h quote volume), through the request-weight budget the
-other REST callers share (``rest_budget``); ``harvest_pipeline.symbols.SymbolSelection.select`` turns the answers
-into symbols. When they differ from the symbols recorded, the collector is told (``apply``) and changes what it
-subscribes (``shard_set``). A failed resolution changes nothing: the symbols recorded stay (at start: the explicit
-ones, possibly none), it is retried with capped backoff, and /healthz says why until one succeeds. A watchdog firing
-on a selected symbol asks for an early resolution (at most one per ``EARLY_REFRESH_GAP_S``): a delisted contract's
-streams fall silent, and it is then dropped within a watchdog period instead of at the next scheduled refresh.
+Each resolution asks the market's REST ``exchangeInfo`` (``/fapi/v1/exchangeInfo`` …; weight 1: which contracts are
+TRADING, by the market's ``listing_status_key``) and, for ``top:N``, ``ticker/24hr`` (weight 40: every contract's 24 h
+volume, by the market's ``volume_key``), through the request-weight budget the other REST callers share
+(``rest_budget``); ``harvest_pipeline.symbols.SymbolSelection.select`` turns the answers into symbols. When they differ
+from the symbols recorded, the collector is told (``apply``) and changes what it subscribes (``shard_set``). A failed
+resolution changes nothing: the symbols recorded stay (at start: the explicit ones, possibly none), it is retried with
+capped backoff, and /healthz says why until one succeeds. A watchdog firing on a selected symbol asks for an early
+resolution (at most one per ``EARLY_REFRESH_GAP_S``): a delisted contract's streams fall silent, and it is then dropped
+within a watchdog period instead of at the next scheduled refresh.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from harvest_pipeline.symbols import Selected, SymbolSelection
 
 log = logging.getLogger(__name__)
 
-EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo"
+EXCHANGE_INFO_ENDPOINT = "exchangeInfo"
 EXCHANGE_INFO_WEIGHT = 1
-TICKER_24HR_PATH = "/fapi/v1/ticker/24hr"
+TICKER_24HR_ENDPOINT = "ticker/24hr"
 TICKER_24HR_WEIGHT = 40
 """Weight of ``ticker/24hr`` without a symbol (all of them)."""
 RETRY_INITIAL_S = 1.0
@@ -65,7 +66,6 @@ class SymbolRefresher:
         self._metrics = metrics
         self._rng = rng
         self._clock = clock
-        self._base = config.rest_base.rstrip("/")
         self.resolved: Selected | None = None
         self.resolved_ns: int | None = None
         self.failures_in_a_row = 0
@@ -112,23 +112,25 @@ class SymbolRefresher:
         """The symbols the selection stands for now; ``SymbolResolutionError`` saying what went wrong."""
         timeout = aiohttp.ClientTimeout(total=self._config.rest_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            exchange_info = await self._get_json(session, EXCHANGE_INFO_PATH, EXCHANGE_INFO_WEIGHT)
+            exchange_info = await self._get_json(session, EXCHANGE_INFO_ENDPOINT, EXCHANGE_INFO_WEIGHT)
             tickers = (
-                await self._get_json(session, TICKER_24HR_PATH, TICKER_24HR_WEIGHT)
+                await self._get_json(session, TICKER_24HR_ENDPOINT, TICKER_24HR_WEIGHT)
                 if self.selection.needs_tickers
                 else []
             )
+        exchange = self._config.exchange
         try:
-            return self.selection.select(exchange_info, tickers)
+            return self.selection.select(exchange_info, tickers, exchange.listing_status_key, exchange.volume_key)
         except ValueError as exc:
             raise SymbolResolutionError(str(exc)) from None
 
-    async def _get_json(self, session: aiohttp.ClientSession, path: str, weight: int) -> Any:
+    async def _get_json(self, session: aiohttp.ClientSession, endpoint: str, weight: int) -> Any:
+        path = self._config.exchange.rest_path(endpoint)
         wait = self._budget.wait_s(weight, time.monotonic())
         if wait > 0:
             log.info("symbol selection waits %.1f s for request weight", wait)
             await asyncio.sleep(wait)
-        answer = await budgeted_get(session, f"{self._base}{path}", {}, self._budget, weight)
+        answer = await budgeted_get(session, self._config.rest_url(endpoint), {}, self._budget, weight)
         if answer.status is None:
             raise SymbolResolutionError(f"{path}: {answer.error or 'no answer'}")
         if answer.status in (418, 429):

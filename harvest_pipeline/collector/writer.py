@@ -7,6 +7,7 @@ retried with capped exponential backoff; meanwhile the queue fills and the reade
 kept apart from the data (``DropLedger``), so they are written first as soon as writing works again; while they
 cannot be written they are kept in the ``LossJournal`` (space reserved at start-up), which the next start reads.
 A segment that cannot be sealed is set aside and retried on its own timer while appending goes on into a new one.
+Every segment, written or recovered, names the collector's market in its sidecar (``SegmentMeta.market``).
 """
 
 from __future__ import annotations
@@ -175,7 +176,10 @@ class SegmentWriter:
     def _start_up(self) -> None:
         """Reserve the loss journal's space and seal what a crash left open (repeatable after a failure)."""
         self.journal.reserve()
-        for recovered in recover_open_segments(self._open_dir, self._sealed_dir, self._namer.collector_id, self._fs):
+        recovered_segments = recover_open_segments(
+            self._open_dir, self._sealed_dir, self._namer.collector_id, self._fs, market=self._config.market
+        )
+        for recovered in recovered_segments:
             lines = recovered.meta.lines if recovered.meta is not None else 0
             log.warning(
                 "recovered open segment %s: %d records sealed, %d torn line(s) cut",
@@ -292,7 +296,12 @@ class SegmentWriter:
         if self._segment is None:
             opened = self._clock()
             self._segment = OpenSegment(
-                self._open_dir, self._namer.next_name(opened), self._namer.collector_id, opened, self._fs
+                self._open_dir,
+                self._namer.next_name(opened),
+                self._namer.collector_id,
+                opened,
+                self._fs,
+                market=self._config.market,
             )
         snapshots_before = self._segment.stats.kinds[KIND_SNAPSHOT]
         written, failure = len(lines), None

@@ -88,6 +88,12 @@ def sent_per_stream(accounting: dict[str, Any]) -> dict[str, int]:
     return {name: s["frames"] + s["malformed"] + s["repeated"] for name, s in accounting["streams"].items()}
 
 
+def sealed_markets(tmp_path: Path) -> dict[str, str]:
+    """The market each sealed segment's sidecar names, by segment name (``collect_in_process``'s data root)."""
+    sealed = list_sealed_segments(tmp_path / "data" / "segments" / "sealed")
+    return {segment.name: segment.load_meta().market for segment in sealed}
+
+
 def records_of(records: list[dict[str, Any]], kind: str, stream: str | None = None) -> list[dict[str, Any]]:
     """Records of one kind (and stream)."""
     return [r for r in records if r["k"] == kind and (stream is None or r.get("s") == stream)]

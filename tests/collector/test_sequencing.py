@@ -7,6 +7,7 @@ from harvest_pipeline.collector.sequencing import (
     NOT_AN_INTEGER,
     AggTradeSequence,
     DepthSequence,
+    FirstIdDepthSequence,
     Gap,
     extract_int,
     extract_stream,
@@ -18,6 +19,15 @@ def depth(first: int, final: int, prev: int) -> bytes:
     return (
         b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
         b'"U":%d,"u":%d,"pu":%d,"b":[["1.0","2"]],"a":[]}}' % (first, final, prev)
+    )
+
+
+def spot_depth(first: int | bytes, final: int) -> bytes:
+    """A spot diff: no ``pu`` and no ``T``; it follows the diff whose ``u`` is its ``U`` - 1."""
+    value = first if isinstance(first, bytes) else b"%d" % first
+    return (
+        b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+        b'"U":%b,"u":%d,"b":[["1.0","2"]],"a":[]}}' % (value, final)
     )
 
 
@@ -217,3 +227,52 @@ def test_a_corrupt_id_believed_within_the_forward_bound_is_healed_by_the_real_id
     gap = sequence.observe(agg(102))
     assert (gap.reason, gap.expected, gap.got) == ("aggTrade id rebase", forged + 1, 102)
     assert sequence.observe(agg(103)) is None
+
+
+def test_a_spot_diff_continues_the_chain_when_its_first_id_follows_the_previous_final_id():
+    sequence = FirstIdDepthSequence("btcusdt@depth@100ms")
+    assert sequence.observe(spot_depth(1, 5)) is None and sequence.needs_snapshot, "the first diff asks for a snapshot"
+    sequence.needs_snapshot = False
+    assert sequence.observe(spot_depth(6, 9)) is None and sequence.observe(spot_depth(10, 10)) is None
+    assert sequence.observe(spot_depth(6, 9)) is None, "a duplicate from an overlapping connection is not a gap"
+    assert sequence.last_u == 10 and not sequence.needs_snapshot
+
+
+def test_a_spot_diff_whose_first_id_skips_ids_breaks_the_chain_as_if_its_pu_were_first_id_minus_one():
+    sequence = FirstIdDepthSequence("btcusdt@depth@100ms")
+    sequence.observe(spot_depth(1, 9))
+    sequence.needs_snapshot = False
+    gap = sequence.observe(spot_depth(15, 20))
+    assert gap == Gap("btcusdt@depth@100ms", "depth U chain break", 9, 14, 5)
+    assert sequence.needs_snapshot and sequence.BREAK == "U chain break"
+    sequence.needs_snapshot = False
+    assert sequence.observe(spot_depth(21, 22)) is None, "the chain goes on from the diff that broke it"
+
+
+def test_the_pu_rule_cannot_follow_spot_diffs_which_is_why_spot_streams_get_the_first_id_tracker():
+    assert DepthSequence("x").observe(spot_depth(15, 20)) is None, "no pu: the pu tracker sees nothing to check"
+    assert isinstance(sequence_for("btcusdt@depth@100ms", "first_id"), FirstIdDepthSequence)
+    assert type(sequence_for("btcusdt@depth@100ms", "pu")) is DepthSequence
+    assert type(sequence_for("btcusdt@depth@100ms")) is DepthSequence, "USDⓈ-M's chain unless told otherwise"
+
+
+def test_implausible_spot_first_ids_are_set_aside_under_their_own_name_and_a_chained_pair_rebases():
+    sequence = FirstIdDepthSequence("btcusdt@depth@100ms")
+    sequence.observe(spot_depth(1, 5))
+    sequence.needs_snapshot = False
+    assert sequence.observe(spot_depth(-1, 9)) == "depth id U=-1 outside 0..2^63-1"
+    assert sequence.observe(spot_depth(b'"x"', 9)) == 'depth id U="x" is not an integer'
+    assert sequence.last_u == 5 and not sequence.needs_snapshot
+    base = 10**17
+    assert isinstance(sequence.observe(spot_depth(base + 1, base + 10)), str)
+    gap = sequence.observe(spot_depth(base + 11, base + 20))
+    assert gap == Gap("btcusdt@depth@100ms", "depth id rebase", 5, base + 10, None)
+    assert sequence.needs_snapshot and sequence.last_u == base + 20
+
+
+def test_a_spot_resume_reports_the_downtime_break_with_its_reason():
+    sequence = FirstIdDepthSequence("btcusdt@depth@100ms")
+    sequence.resume_after(1000, "ids missed while the collector was down (crash)")
+    sequence.needs_snapshot = False
+    gap = sequence.observe(spot_depth(1201, 1210))
+    assert gap == Gap("btcusdt@depth@100ms", "ids missed while the collector was down (crash)", 1000, 1200, 200)

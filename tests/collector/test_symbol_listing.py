@@ -105,7 +105,7 @@ def test_a_listing_is_recorded_without_a_restart_and_a_delisting_closes_only_its
         ("orderbook", "depth@100ms", "final_update_id"),
         ("bookticker", "bookTicker", "update_id"),
     ):
-        files = f"{paths.parquet}/date=*/symbol={NEW}/kind={kind}/*.parquet"
+        files = f"{paths.market_parquet()}/date=*/symbol={NEW}/kind={kind}/*.parquet"
         [(distinct,)] = duckdb.sql(f"SELECT count(DISTINCT {column}) FROM read_parquet('{files}')").fetchall()
         sent_frames = accounting["streams"][f"{NEW.lower()}@{stream}"]["frames"]
         assert distinct == sent_frames > 0, f"{NEW} {kind}: compacted rows = frames the exchange sent"
