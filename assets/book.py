@@ -59,8 +59,8 @@ _DESCRIPTIONS = {
 def book(context: dg.AssetExecutionContext, storage: HarvestStorage):
     """Replay the day's depth diffs from REST snapshots (or the day before's last checkpoint) and write the three
     kinds (docs/book.md). Build days in order: a day starts from the book the day before ended with."""
-    day, symbol = partition_day_symbol(context)
-    parquet_root = storage.paths().parquet
+    day, market, symbol = partition_day_symbol(context)
+    parquet_root = storage.parquet_root(market)
     built = build_book(parquet_root, day, symbol)
     paths = write_book(built, parquet_root)
     for kind, table in (

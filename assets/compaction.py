@@ -17,7 +17,8 @@ from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, tabl
 from assets.resources import HarvestStorage
 from harvest_pipeline import schema, segments
 from harvest_pipeline.compaction import DATA_KINDS, CompactionReport, SegmentUnreadable, compact_segment, reconcile
-from harvest_pipeline.symbol_partitions import LEDGER_KIND, register_symbols
+from harvest_pipeline.store.migration import move_legacy_layout
+from harvest_pipeline.symbol_partitions import register_symbols
 
 SEGMENT_PARTITIONS = dg.DynamicPartitionsDefinition(name="segments")
 """One partition per sealed segment, registered by the ``sealed_segments`` sensor."""
@@ -99,6 +100,7 @@ def raw_market_data(
     or an unexpected error) is not retried; a transient I/O error retries the range (compaction is idempotent).
     """
     paths = storage.paths()
+    move_legacy_layout(paths.parquet)  # before any write: a store from before markets existed moves first
     reports, failures = _compact_range(context, storage)
     _register_new_symbols(context, reports)
     if failures:
@@ -157,7 +159,7 @@ def _register_new_symbols(context: dg.AssetExecutionContext, reports: list[Compa
     """Make each symbol the run wrote market data for a symbol partition, before any materialization of the run is
     stored (the ``features_refresh`` sensor requests partitions named by them); ``ALL`` and ledger-only symbols never
     become one. One instance query per run."""
-    written = {f.symbol for report in reports for f in report.files if f.kind != LEDGER_KIND and f.rows}
+    written = {key for report in reports for key in report.partition_keys()}
     added = register_symbols(context.instance, written)
     if added:
         context.log.info(f"new symbol partition(s), first recorded in this run: {', '.join(added)}")
@@ -196,8 +198,10 @@ def kind_metadata(kind: str, reports: list[CompactionReport]) -> dict[str, dg.Me
     """Rows per date/symbol, bytes, event-time range and duration of one kind over the run's segments."""
     files = [f for report in reports for f in report.files if f.kind == kind]
     rows_by_partition: Counter[str] = Counter()
-    for f in files:
-        rows_by_partition[f"{f.date}/{f.symbol}"] += f.rows
+    for report in reports:
+        for f in report.files:
+            if f.kind == kind:
+                rows_by_partition[f"{f.date}/{report.market.partition_key(f.symbol)}"] += f.rows
     rows = sum(f.rows for f in files)
     metadata: dict[str, dg.MetadataValue] = {
         ROW_COUNT: dg.MetadataValue.int(rows),

@@ -36,8 +36,8 @@ def completeness(context: dg.AssetExecutionContext, storage: HarvestStorage) -> 
     cause: ``healed`` (filled from REST), ``declared`` (a collector or backfill record says why) or ``unexplained``.
     The blocking check fails on an unexplained hole, so ``features_1s`` of that day is not built in the same run and
     the UI shows the day as uncertified (docs/completeness.md)."""
-    day, symbol = partition_day_symbol(context)
-    parquet_root = storage.paths().parquet
+    day, market, symbol = partition_day_symbol(context)
+    parquet_root = storage.parquet_root(market)
     table = build_certificate(parquet_root, day, symbol)
     path = write_certificate(table, parquet_root, day, symbol)
     streams = table.to_pylist()

@@ -10,6 +10,7 @@ from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, tabl
 from assets.resources import HarvestStorage
 from harvest_pipeline.dagster_home import DUCKDB_POOL
 from harvest_pipeline.features.quality import MAX_DUPLICATE_RATE
+from harvest_pipeline.markets import Market, split_partition_key
 from harvest_pipeline.schema import RAW_KINDS
 from harvest_pipeline.settings import load_settings
 from harvest_pipeline.store import DEDUP_KEYS
@@ -26,8 +27,8 @@ DAY_SYMBOL_PARTITIONS = dg.MultiPartitionsDefinition(
         "symbol": SYMBOL_PARTITIONS,
     }
 )
-"""UTC event date x symbol, keys ``2026-01-01|BTCUSDT``; ``end_offset=1`` makes today a partition so its features can
-refresh during the day."""
+"""UTC event date x symbol, keys ``2026-01-01|BTCUSDT`` (markets other than USDⓈ-M: ``2026-01-01|spot:BTCUSDT``);
+``end_offset=1`` makes today a partition so its features can refresh during the day."""
 
 CONSOLIDATED_KINDS = tuple(DEDUP_KEYS)
 CHECKED_KINDS = ("prices", "bookticker", "orderbook")
@@ -55,10 +56,11 @@ def daily_asset_key(kind: str) -> dg.AssetKey:
     return dg.AssetKey(f"{kind}_daily")
 
 
-def partition_day_symbol(context: dg.AssetExecutionContext) -> tuple[dt.date, str]:
-    """The (UTC date, symbol) of the partition being materialized."""
+def partition_day_symbol(context: dg.AssetExecutionContext) -> tuple[dt.date, Market, str]:
+    """The (UTC date, market, symbol) of the partition being materialized (``spot:BTCUSDT`` is spot's BTCUSDT)."""
     keys = context.partition_key.keys_by_dimension
-    return dt.date.fromisoformat(keys["date"]), keys["symbol"]
+    market, symbol = split_partition_key(keys["symbol"])
+    return dt.date.fromisoformat(keys["date"]), market, symbol
 
 
 @dg.multi_asset(
@@ -92,8 +94,8 @@ def partition_day_symbol(context: dg.AssetExecutionContext) -> tuple[dt.date, st
 )
 def daily_consolidation(context: dg.AssetExecutionContext, storage: HarvestStorage) -> Iterator:
     """Consolidate each selected kind of the partition's day x symbol (a no-op for a kind already consolidated)."""
-    day, symbol = partition_day_symbol(context)
-    parquet_root = storage.paths().parquet
+    day, market, symbol = partition_day_symbol(context)
+    parquet_root = storage.parquet_root(market)
     for key in sorted(context.selected_asset_keys):
         kind = key.path[-1].removesuffix("_daily")
         result = consolidate(parquet_root, day, symbol, kind)

@@ -92,11 +92,11 @@ def features_1s(
     Reads whatever raw Parquet is visible (parts during the day, the consolidated file afterwards) and writes
     ``date=/symbol=/kind=features_1s/features.parquet`` atomically; re-running gives identical rows.
     """
-    day, symbol = partition_day_symbol(context)
-    parquet_root = storage.paths().parquet
+    day, market, symbol = partition_day_symbol(context)
+    parquet_root = storage.parquet_root(market)
     feature_day = build_features(parquet_root, day, symbol, config.params_for(symbol))
     path = write_features(feature_day, parquet_root)
-    png = render_chart(feature_day.table, f"{symbol} {day} features_1s")
+    png = render_chart(feature_day.table, f"{market.partition_key(symbol)} {day} features_1s")
     chart_path = path.with_name("chart.png")  # on disk, not in the event log: refreshed up to ~480 times a day
     write_bytes_atomically(chart_path, png)
     trades = feature_day.table.column("trade_count").to_numpy()

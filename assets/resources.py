@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 
+from harvest_pipeline.markets import Market
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments import LOCAL_FS, FileSystem
 from harvest_pipeline.settings import SETTINGS_FILE_ENV, InstallationSettings, env_name, load_settings
+from harvest_pipeline.store.migration import move_legacy_layout
 
 DEPLOYMENT_FIELDS = ("settings_file", "data_root", "segments_dir", "parquet_dir", "quarantine_dir")
 
@@ -43,6 +46,13 @@ class HarvestStorage(dg.ConfigurableResource):
     def paths(self) -> DataPaths:
         """The resolved directories (explicit fields win over the environment and the settings file)."""
         return self.settings().paths()
+
+    def parquet_root(self, market: Market) -> Path:
+        """``market``'s Parquet root, after moving a store from before markets existed into the USDⓈ-M root
+        (``harvest_pipeline.store.migration``: one directory listing when there is nothing to move)."""
+        parquet = self.paths().parquet
+        move_legacy_layout(parquet)
+        return market.parquet_root(parquet)
 
     def output_fs(self) -> FileSystem:
         """File operations for Parquet and quarantine writes; a subclass can inject faults (retry tests)."""

@@ -34,7 +34,8 @@ class TradeBackfillConfig(dg.Config):
     owners=OWNERS,
     kinds={"jsonl"},
     code_version=TRADE_BACKFILL_LOGIC_VERSION,
-    description="The aggTrade holes of one UTC day x symbol filled from REST `/fapi/v1/aggTrades` into one new "
+    description="The aggTrade holes of one UTC day x symbol filled from REST `/fapi/v1/aggTrades` (the market's "
+    "aggTrades path off USDⓈ-M; its REST base unless it is the installation's market) into one new "
     "segment (what the exchange no longer serves is declared with the reason). Launched by hand; compaction of the "
     "segment then heals the day's prices and certificate.",
 )
@@ -42,7 +43,7 @@ def trade_backfill(
     context: dg.AssetExecutionContext, config: TradeBackfillConfig, storage: HarvestStorage
 ) -> dg.MaterializeResult:
     """Heal the partition's day x symbol and report what was fetched and declared."""
-    day, symbol = partition_day_symbol(context)
+    day, market, symbol = partition_day_symbol(context)
     settings = storage.settings()
     last_logged = [0.0]
 
@@ -54,15 +55,17 @@ def trade_backfill(
                 f"{progress.ids}, {progress.requests} requests, {progress.trades_stored} trades stored"
             )
 
+    rest_base = settings.rest_base if market.name == settings.market else market.rest_base
     report = heal_days(
         settings.paths(),
         symbol,
         day,
         day,
-        settings.rest_base,
+        rest_base,
         config.weight_per_minute,
         progress=log_progress,
         retry_declared=config.retry_declared,
+        market=market,
     )
     declared = [
         {"first_id": d.first_id, "last_id": d.last_id, "ids": d.ids, "reason": d.reason}

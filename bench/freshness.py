@@ -153,7 +153,7 @@ def steady_state(root: Path, segment_seconds: float, minutes: float) -> None:
     paths = DataPaths.from_root(pipeline.data)
     metas = [s.load_meta() for s in segments.list_sealed_segments(paths.sealed_segments)]
     baseline_ms = mean_age_at_seal_ms(metas, lo_ns, hi_ns)
-    results = row_latencies(paths.parquet, sidecar_table(metas), lo_ns // MS, hi_ns // MS)
+    results = row_latencies(paths.market_parquet(), sidecar_table(metas), lo_ns // MS, hi_ns // MS)
     print(f"\nsteady state: segment interval {segment_seconds:g} s, simulator rate 1.0, {SYMBOLS}, "
           f"{minutes:g} min ({WARM_UP_S:.0f} s warm-up skipped), {len(metas)} segments sealed")  # fmt: skip
     print("event -> queryable Parquet (ms)      rows      p50      p95      max     mean | recv  wait-seal  seal->file")

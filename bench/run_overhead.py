@@ -121,7 +121,7 @@ def run_timeline(instance: dg.DagsterInstance, record: dg.RunRecord, paths: Data
             assert isinstance(duration, dg.FloatMetadataValue), duration
             compaction_s += duration.value or 0.0
     sealed = [segments.find_sealed_segment(paths.sealed_segments, name).load_meta().sealed_at_ns for name in names]
-    parts = [p for name in names for p in paths.parquet.glob(f"date=*/symbol=*/kind=*/part-{name}.parquet")]
+    parts = [p for name in names for p in paths.parquet.glob(f"market=*/date=*/symbol=*/kind=*/part-{name}.parquet")]
     if not parts:
         raise RuntimeError(f"run {run.run_id} succeeded but no Parquet part of {names[0]}..{names[-1]} exists")
     return RunTimeline(

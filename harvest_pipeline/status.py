@@ -11,6 +11,7 @@ day x symbol partition), disk use and free space. Every section degrades to a cl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import time
@@ -26,6 +27,7 @@ import orjson
 from harvest_pipeline import segments
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments.discovery import inventory_sealed_segments
+from harvest_pipeline.store.migration import move_legacy_layout
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -145,6 +147,16 @@ def read_day_certificate(parquet_root: Path, day: date, symbol: str) -> DayCerti
         summary.declared += row["declared_holes"]
         summary.unexplained += row["unexplained_holes"]
     return summary
+
+
+def read_partition_certificate(parquet: Path, day: date, partition_key: str) -> DayCertificate:
+    """``read_day_certificate`` of a symbol partition (``BTCUSDT``, ``spot:BTCUSDT``), in its market's root; the
+    summary names the partition."""
+    from harvest_pipeline.markets import split_partition_key
+
+    market, symbol = split_partition_key(partition_key)
+    summary = read_day_certificate(market.parquet_root(parquet), day, symbol)
+    return dataclasses.replace(summary, symbol=partition_key)
 
 
 def _read_book_validity(summary: DayCertificate, parquet_root: Path, day: date, symbol: str) -> None:
@@ -293,7 +305,7 @@ def gather_status(
 ) -> PipelineStatus:
     """Collect every section of the status screen (certificates of ``symbols``, default the instance's symbol
     partitions, or the symbols with Parquet on disk when the instance is unavailable)."""
-    from harvest_pipeline.symbol_partitions import recorded_symbols, registered_symbols
+    from harvest_pipeline.symbol_partitions import recorded_partitions, registered_symbols
 
     now = now or time.time()
     health, health_error = None, None
@@ -314,7 +326,7 @@ def gather_status(
         lagging = [segment.name for segment, _ in inventory.valid if segment.name not in skip]
     except Exception as exc:  # noqa: BLE001 - any instance problem is reported, not raised
         compaction_error = f"Dagster instance at {paths.dagster_home} unavailable: {exc}"
-        partitions = list(recorded_symbols(paths.parquet))
+        partitions = list(recorded_partitions(paths.parquet))
     if symbols is None:
         symbols = tuple(sorted(partitions))
     used = {area: directory_bytes(getattr(paths, area)) for area in ("segments", "parquet", "quarantine")}
@@ -323,7 +335,8 @@ def gather_status(
     sealed_count = len(inventory.valid) + len(problems)
     today = datetime.fromtimestamp(now, tz=UTC).date()
     days = [today - timedelta(days=back) for back in range(1, CERTIFIED_DAYS + 1)]
-    certificates = [read_day_certificate(paths.parquet, day, symbol) for day in days for symbol in symbols]
+    move_legacy_layout(paths.parquet)
+    certificates = [read_partition_certificate(paths.parquet, day, key) for day in days for key in symbols]
     return PipelineStatus(
         health, health_error, sealed_count, last_sealed, problems, lagging, failing, compaction_error, failures, used,
         free, certificates,

@@ -11,9 +11,10 @@ runs (``--symbols top:N`` / ``all``) gets its partitions without a restart. A sy
   settings, and the symbols that already have Parquet on disk (an installation from before partitions were dynamic,
   or data restored by hand).
 
-A partition is a valid symbol (``harvest_pipeline.symbols``), never ``ALL`` (connection-wide ledger rows); and a
-symbol counts as recorded when it has market data, so ledger rows alone (a quarantined frame of a stream nobody
-subscribed to) do not make one. Keys stay the strings they were when the symbols were a static list
+A partition names a market's symbol (``harvest_pipeline.markets``: ``BTCUSDT`` on USDⓈ-M, ``spot:BTCUSDT``,
+``coinm:BTCUSD_PERP``); the symbol is valid (``harvest_pipeline.symbols``), never ``ALL`` (connection-wide ledger
+rows); and a symbol counts as recorded when it has market data, so ledger rows alone (a quarantined frame of a
+stream nobody subscribed to) do not make one. Keys stay the strings they were when the symbols were a static list
 (``2026-01-01|BTCUSDT``): materializations recorded before keep their meaning once their symbol is registered.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harvest_pipeline.markets import MARKETS, split_partition_key
 from harvest_pipeline.schema import ALL_SYMBOLS
 from harvest_pipeline.symbols import SYMBOL_PATTERN
 
@@ -39,9 +41,14 @@ ADD_ATTEMPTS = 5
 
 
 def is_partition_symbol(text: str) -> bool:
-    """Whether ``text`` may be a symbol partition: the symbol rule matched in full (a trailing newline is no symbol),
-    and not ``ALL``. A selector of the settings (``top:5``, ``all``) is not one."""
-    return text != ALL_SYMBOLS and SYMBOL_PATTERN.fullmatch(text) is not None
+    """Whether ``text`` may be a symbol partition: a market's key (``BTCUSDT`` on USDⓈ-M, ``spot:BTCUSDT``:
+    ``harvest_pipeline.markets``) whose symbol matches the symbol rule in full (a trailing newline is no symbol)
+    and is not ``ALL``. A selector of the settings (``top:5``, ``all``) is not one."""
+    try:
+        _, symbol = split_partition_key(text)
+    except ValueError:
+        return False
+    return symbol != ALL_SYMBOLS and SYMBOL_PATTERN.fullmatch(symbol) is not None
 
 
 def partition_symbols(candidates: Iterable[str]) -> list[str]:
@@ -84,18 +91,19 @@ def _add(instance: dg.DagsterInstance, symbols: list[str]) -> None:
                 raise
 
 
-def recorded_symbols(parquet_root: Path) -> set[str]:
-    """Symbols with market data in the Parquet store: a ``date=*/symbol=S/`` folder holding a ``kind=`` folder other
-    than the ledger's, on any date. Lists the date folders' symbol folders, and the kind folders of a symbol only
-    until it is found (0.2 s for 365 days x 300 symbols, measured)."""
+def recorded_partitions(parquet: Path) -> set[str]:
+    """The symbol partitions with market data in the Parquet area: per market root, a ``date=*/symbol=S/`` folder
+    holding a ``kind=`` folder other than the ledger's, on any date. Lists the date folders' symbol folders, and the
+    kind folders of a symbol only until it is found (0.2 s for 365 days x 300 symbols, measured)."""
     found: set[str] = set()
-    for day in _folders(parquet_root, "date="):
-        for folder in _folders(day, "symbol="):
-            symbol = folder.name.removeprefix("symbol=")
-            if symbol in found or not is_partition_symbol(symbol):
-                continue
-            if any(kind.name != f"kind={LEDGER_KIND}" for kind in _folders(folder, "kind=")):
-                found.add(symbol)
+    for market in MARKETS.values():
+        for day in _folders(market.parquet_root(parquet), "date="):
+            for folder in _folders(day, "symbol="):
+                key = market.partition_key(folder.name.removeprefix("symbol="))
+                if key in found or not is_partition_symbol(key):
+                    continue
+                if any(kind.name != f"kind={LEDGER_KIND}" for kind in _folders(folder, "kind=")):
+                    found.add(key)
     return found
 
 

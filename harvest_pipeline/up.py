@@ -28,6 +28,7 @@ import orjson
 
 from harvest_pipeline.atomic_write import write_json_atomically
 from harvest_pipeline.dagster_home import ensure_dagster_home, fail_orphaned_runs
+from harvest_pipeline.markets import MARKETS
 from harvest_pipeline.paths import DAGSTER_HOME_ENV, DataPaths
 from harvest_pipeline.settings import (
     RESOLVED_SETTINGS_FILE,
@@ -37,6 +38,7 @@ from harvest_pipeline.settings import (
     is_loopback,
     load_settings,
 )
+from harvest_pipeline.store.migration import move_legacy_layout
 from harvest_pipeline.supervisor import LOG_BACKUPS, LOG_MAX_BYTES, ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", dest="data_root", help="data root (HARVEST_DATA_ROOT; default ./data)")
     parser.add_argument(
+        "--market",
+        choices=sorted(MARKETS),
+        help="Binance market to record: usdm (USDⓈ-M futures), coinm (COIN-M futures) or spot (HARVEST_MARKET; "
+        "default usdm); the simulator serves the same one",
+    )
+    parser.add_argument(
         "--symbols",
         help="comma-separated symbols and/or selectors: top:N (the N busiest contracts by 24 h quote volume), all "
         "(every trading contract), e.g. BTCUSDT,top:5, resolved again every HARVEST_SYMBOLS_REFRESH_S (default 3600) "
@@ -119,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dagster.set_defaults(run=run_dagster)
 
 
-SETTINGS_FLAGS = ("data_root", "symbols", "ui_host", "ui_port", "ui_allow_remote", "metrics_port",
+SETTINGS_FLAGS = ("data_root", "market", "symbols", "ui_host", "ui_port", "ui_allow_remote", "metrics_port",
                   "segment_max_age_s", "dagster_storage")  # fmt: skip
 """The ``up`` flags that are installation settings (``harvest_pipeline.settings``)."""
 
@@ -184,8 +192,9 @@ def plan_up(args: argparse.Namespace) -> UpPlan:
     logs = paths.root / "logs"
     children: list[ChildSpec] = []
     if simulate:
-        simulator = ["simulate", "--port", str(simulator_port), *simulator_symbols(settings),
-                     "--rate", str(args.simulator_rate), "--ready-file", str(paths.root / SIMULATOR_READY_FILE),
+        simulator = ["simulate", "--market", settings.market, "--port", str(simulator_port),
+                     *simulator_symbols(settings), "--rate", str(args.simulator_rate),
+                     "--ready-file", str(paths.root / SIMULATOR_READY_FILE),
                      "--accounting-file", str(paths.root / "simulator-accounting.json")]  # fmt: skip
         children.append(ChildSpec("simulator", harvest_argv(*simulator), env, logs / "simulator.log"))
     for role in DAGSTER_ROLES:
@@ -213,9 +222,9 @@ def simulator_symbols(settings: InstallationSettings) -> list[str]:
         return ["--symbols", ",".join(selection.explicit)]
     if not selection.explicit:
         return []
-    from harvest_pipeline.simulator.instruments import DEFAULT_SYMBOLS  # the simulator's package: only when simulating
+    from harvest_pipeline.simulator.instruments import default_symbols  # the simulator's package: only when simulating
 
-    return ["--symbols", ",".join(dict.fromkeys([*DEFAULT_SYMBOLS, *selection.explicit]))]
+    return ["--symbols", ",".join(dict.fromkeys([*default_symbols(settings.market), *selection.explicit]))]
 
 
 def harvest_argv(*args: str) -> list[str]:
@@ -229,6 +238,7 @@ def banner(plan: UpPlan) -> str:
         source = f"SOURCE: built-in simulator at {plan.ws_base} ({plan.source_reason}); use --live to record Binance"
     else:
         source = f"SOURCE: exchange {plan.ws_base} ({plan.source_reason})"
+    source += f"\n  MARKET: {plan.settings.exchange.title} ({plan.settings.market})"
     return "\n".join(
         [
             "harvest up",
@@ -313,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"harvest up: {exc}", file=sys.stderr)
         return 2
     print(banner(plan), flush=True)
+    move_legacy_layout(plan.paths.parquet)  # before any child reads or writes Parquet
     state_file = plan.paths.root / UP_STATE_FILE
     fail_runs_of_a_previous_up(state_file, plan.paths.dagster_home)
     supervisor = Supervisor(
@@ -341,6 +352,7 @@ def run_dagster(args: argparse.Namespace) -> int:
         paths = settings.paths()
         paths.root.mkdir(parents=True, exist_ok=True)
         if args.role == "init":
+            move_legacy_layout(paths.parquet)
             workspace = ensure_dagster_home(paths, storage_url=settings.dagster_storage)
             print(f"harvest dagster init: DAGSTER_HOME={paths.dagster_home}, workspace {workspace}", flush=True)
             return 0

@@ -31,6 +31,7 @@ from assets.consolidation import CONSOLIDATED_KINDS, DAY_SYMBOL_PARTITIONS, dail
 from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.features.sources import newest_raw_change_ns
+from harvest_pipeline.markets import split_partition_key
 from harvest_pipeline.schema import ALL_SYMBOLS
 from harvest_pipeline.symbol_partitions import registered_symbols
 
@@ -117,19 +118,33 @@ def days_with_new_parts(instance: dg.DagsterInstance, after: dict[str, int]) -> 
 
 
 def day_symbols(cells: set[str], symbols: list[str]) -> tuple[set[tuple[dt.date, str]], list[str]]:
-    """Valid (day, symbol) pairs of ``date/symbol`` cells (``ALL`` stands for every symbol), and the cells skipped:
+    """Valid (day, symbol) pairs of ``date/symbol`` cells (``ALL`` stands for every USDⓈ-M symbol, ``spot:ALL`` for
+    every spot symbol ...), and the cells skipped:
     a symbol that is not one of ``symbols`` (the symbol partitions) or a day outside the partitions."""
     dates = DAY_SYMBOL_PARTITIONS.get_partitions_def_for_dimension("date")
     pairs: set[tuple[dt.date, str]] = set()
     skipped: list[str] = []
     for cell in sorted(cells):
         day_text, _, symbol = cell.partition("/")
-        owners = symbols if symbol == ALL_SYMBOLS else [symbol] if symbol in symbols else []
+        owners = _market_symbols(symbols, symbol) if _is_all(symbol) else [symbol] if symbol in symbols else []
         if not owners or not dates.has_partition_key(day_text):
             skipped.append(cell)
             continue
         pairs.update((dt.date.fromisoformat(day_text), owner) for owner in owners)
     return pairs, skipped
+
+
+def _is_all(key: str) -> bool:
+    try:
+        return split_partition_key(key)[1] == ALL_SYMBOLS
+    except ValueError:
+        return False
+
+
+def _market_symbols(symbols: list[str], all_key: str) -> list[str]:
+    """The symbol partitions of the market ``all_key`` (a market's ``ALL``) names."""
+    market = split_partition_key(all_key)[0]
+    return [key for key in symbols if split_partition_key(key)[0] == market]
 
 
 def late_day_requests(pairs: set[tuple[dt.date, str]], today: dt.date, marker: str) -> list[dg.RunRequest]:
@@ -157,7 +172,8 @@ def features_refresh(context: dg.SensorEvaluationContext, storage: HarvestStorag
     symbols = registered_symbols(context.instance)
     requests = []
     for symbol in symbols:
-        changed = newest_raw_change_ns(storage.paths().parquet, today, symbol)
+        market, market_symbol = split_partition_key(symbol)
+        changed = newest_raw_change_ns(storage.parquet_root(market), today, market_symbol)
         marker = f"{today}|{changed}"
         if changed and state.today.get(symbol) != marker:
             state.today[symbol] = marker

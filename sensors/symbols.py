@@ -17,7 +17,8 @@ import time
 import dagster as dg
 
 from assets.resources import HarvestStorage
-from harvest_pipeline.symbol_partitions import recorded_symbols, register_symbols
+from harvest_pipeline.store.migration import move_legacy_layout
+from harvest_pipeline.symbol_partitions import recorded_partitions, register_symbols
 
 SENSOR_INTERVAL_S = 60
 RESCAN_S = 3600
@@ -44,10 +45,12 @@ def symbol_partitions(context: dg.SensorEvaluationContext, storage: HarvestStora
     """One tick: register the explicitly configured symbols, and the recorded ones when a scan is due."""
     settings = storage.settings()
     now_s = time.time()
-    candidates = list(settings.explicit_symbols)
+    candidates = [settings.exchange.partition_key(symbol) for symbol in settings.explicit_symbols]
     scanning = scan_due(context.cursor, now_s)
     if scanning:
-        candidates += recorded_symbols(settings.paths().parquet)
+        parquet = settings.paths().parquet
+        move_legacy_layout(parquet)  # an installation from before markets existed: its Parquet moves first
+        candidates += recorded_partitions(parquet)
     added = register_symbols(context.instance, candidates)
     cursor = str(now_s) if scanning else context.cursor
     where = "the settings and the Parquet store" if scanning else "the settings"

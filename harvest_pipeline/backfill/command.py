@@ -15,6 +15,7 @@ from typing import TextIO
 from harvest_pipeline.backfill.days import DEFAULT_WEIGHT_PER_MINUTE, HealProgress, HealReport, heal_days
 from harvest_pipeline.backfill.holes import AGG_TRADES_WEIGHT
 from harvest_pipeline.features.command import symbol_name, utc_date
+from harvest_pipeline.markets import MARKETS
 from harvest_pipeline.settings import load_settings
 
 PLAIN_EVERY_S = 10.0
@@ -38,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--retry-declared", action="store_true", help="also retry holes an earlier backfill declared unfillable"
     )
     parser.add_argument("--data-root", "--data", dest="data_root", help="data root (HARVEST_DATA_ROOT; default ./data)")
-    parser.add_argument("--rest-base", help="REST base URL (HARVEST_REST_BASE; default https://fapi.binance.com)")
+    parser.add_argument("--market", choices=sorted(MARKETS), help="the symbol's market (HARVEST_MARKET; default usdm)")
+    parser.add_argument("--rest-base", help="REST base URL (HARVEST_REST_BASE; default the market's, on USDⓈ-M "
+                        "https://fapi.binance.com)")  # fmt: skip
     parser.set_defaults(run=run)
 
 
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"harvest backfill: --until {last_day} is before --date {args.date}", file=sys.stderr)
         return 2
     try:
-        settings = load_settings({"data_root": args.data_root, "rest_base": args.rest_base})
+        settings = load_settings({"data_root": args.data_root, "rest_base": args.rest_base, "market": args.market})
     except ValueError as exc:
         print(f"harvest backfill: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             args.weight_per_minute,
             progress=bar.update,
             retry_declared=args.retry_declared,
+            market=settings.exchange,
         )
     except OSError as exc:
         bar.finish()

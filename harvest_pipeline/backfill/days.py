@@ -39,7 +39,9 @@ from harvest_pipeline.collector.rest_budget import WeightBudget
 from harvest_pipeline.collector.shard import backoff_delay
 from harvest_pipeline.completeness import build_certificate
 from harvest_pipeline.completeness.trades import AGG_TRADE_SEQUENCE
+from harvest_pipeline.markets import USDM, Market
 from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.store.migration import move_legacy_layout
 from harvest_pipeline.symbols import validate_symbol
 
 log = logging.getLogger(__name__)
@@ -146,10 +148,12 @@ def heal_days(
     *,
     retry: RetryPolicy = RetryPolicy(),
     clock: Callable[[], int] = time.time_ns,
+    market: Market = USDM,
 ) -> HealReport:
     """Fill the open aggTrade holes of ``symbol`` on the UTC days ``first_day..last_day`` from REST into one new
     sealed segment (see the module docstring). ``retry_declared`` also retries holes an earlier backfill declared.
-    One run at a time per data root: a second one waits for the first. Raises ``ValueError`` on bad arguments."""
+    One run at a time per data root and market: a second one waits for the first. ``market``: whose Parquet root the
+    holes are read from and whose REST path fills them. Raises ``ValueError`` on bad arguments."""
     validate_symbol(symbol)
     if last_day < first_day:
         raise ValueError(f"the last day {last_day} is before the first day {first_day}")
@@ -159,9 +163,11 @@ def heal_days(
         )
     days = [first_day + dt.timedelta(days=n) for n in range((last_day - first_day).days + 1)]
     report = HealReport(symbol)
-    with exclusive_healing(paths):
-        output = HealSegment(paths, clock)
-        healer = _Healer(symbol, rest_base, WeightBudget(weight_per_minute), output, report, retry, progress, clock)
+    move_legacy_layout(paths.parquet)
+    with exclusive_healing(paths, market):
+        output = HealSegment(paths, clock, market)
+        budget = WeightBudget(weight_per_minute)
+        healer = _Healer(symbol, rest_base, budget, output, report, retry, progress, clock, market)
         try:
             asyncio.run(healer.heal(paths, days, retry_declared))
         except BaseException:
@@ -211,8 +217,10 @@ class _Healer:
         retry: RetryPolicy,
         progress: Callable[[HealProgress], None] | None,
         clock: Callable[[], int],
+        market: Market,
     ):
         self.symbol, self.rest_base, self.budget = symbol, rest_base, budget
+        self.market = market
         self.stream = f"{symbol.lower()}@aggTrade"
         self.output, self.report, self.retry, self.progress, self.clock = output, report, retry, progress, clock
         self.records = BackfillRecords(output.conn_id, clock)
@@ -225,7 +233,8 @@ class _Healer:
         self.days = len(days)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REST_TIMEOUT_S)) as session:
             for self.day_number, self.day in enumerate(days, start=1):
-                certificate = await asyncio.to_thread(build_certificate, paths.parquet, self.day, self.symbol)
+                parquet_root = self.market.parquet_root(paths.parquet)
+                certificate = await asyncio.to_thread(build_certificate, parquet_root, self.day, self.symbol)
                 holes, unlisted = open_holes(certificate, self.symbol, self.day, retry_declared)
                 self.report.days.append(self.day)
                 self.report.holes_considered += len(holes)
@@ -252,7 +261,8 @@ class _Healer:
             hole = pending[0]
             await self._wait_for_weight()
             self.budget.spend(AGG_TRADES_WEIGHT, time.monotonic())
-            answer = await fetch_page(session, self.rest_base, self.symbol, hole.first_id, self.clock)
+            path = self.market.rest_path("aggTrades")
+            answer = await fetch_page(session, self.rest_base, self.symbol, hole.first_id, self.clock, path)
             self.report.requests += 1
             self.report.weight_used += AGG_TRADES_WEIGHT
             if answer.used_weight is not None:

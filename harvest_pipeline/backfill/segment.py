@@ -17,26 +17,35 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 
+from harvest_pipeline.markets import USDM, Market
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments import Line, OpenSegment, SegmentNamer, recover_open_segments
 
 log = logging.getLogger(__name__)
 
 BACKFILL_COLLECTOR_ID = "backfill"
+"""The collector id of USDⓈ-M healing runs; other markets' runs are ``backfill.<market>`` (``backfill_collector_id``),
+each with its own open directory and lock, so their segments' sidecars name the right market even after a crash."""
 LOCK_FILE = ".lock"
 LOCK_POLL_S = 1.0
 
 
+def backfill_collector_id(market: Market) -> str:
+    """The collector id of ``market``'s healing runs: ``backfill`` on USDⓈ-M, ``backfill.spot`` ..."""
+    return BACKFILL_COLLECTOR_ID if market is USDM else f"{BACKFILL_COLLECTOR_ID}.{market.name}"
+
+
 @contextlib.contextmanager
-def exclusive_healing(paths: DataPaths) -> Iterator[None]:
-    """Hold the lock of ``open/backfill/`` (waiting while another run holds it), after sealing what a killed run
-    left open there."""
-    open_dir = paths.open_segments / BACKFILL_COLLECTOR_ID
+def exclusive_healing(paths: DataPaths, market: Market = USDM) -> Iterator[None]:
+    """Hold the lock of ``open/backfill/`` (``open/backfill.<market>/`` off USDⓈ-M; waiting while another run holds
+    it), after sealing what a killed run left open there."""
+    collector_id = backfill_collector_id(market)
+    open_dir = paths.open_segments / collector_id
     open_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(open_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         _lock(fd, open_dir)
-        for recovered in recover_open_segments(open_dir, paths.sealed_segments, BACKFILL_COLLECTOR_ID):
+        for recovered in recover_open_segments(open_dir, paths.sealed_segments, collector_id, market=market.name):
             log.warning("sealed %s, left open by an interrupted backfill run", recovered.name)
         yield
     finally:
@@ -62,11 +71,12 @@ def _lock(fd: int, open_dir: os.PathLike[str]) -> None:
 class HealSegment:
     """One run's segment: opened at the first line, sealed once at the end."""
 
-    def __init__(self, paths: DataPaths, clock: Callable[[], int]):
-        self.namer = SegmentNamer(BACKFILL_COLLECTOR_ID)
+    def __init__(self, paths: DataPaths, clock: Callable[[], int], market: Market = USDM):
+        self.namer = SegmentNamer(backfill_collector_id(market))
+        self.market = market
         self.conn_id = f"{self.namer.boot_id}-heal"
         """The connection id of the run's records."""
-        self._open_dir = paths.open_segments / BACKFILL_COLLECTOR_ID
+        self._open_dir = paths.open_segments / self.namer.collector_id
         self._sealed_root = paths.sealed_segments
         self._clock = clock
         self._segment: OpenSegment | None = None
@@ -78,7 +88,8 @@ class HealSegment:
         if self._segment is None:
             opened = self._clock()
             name = self.namer.next_name(opened)
-            self._segment = OpenSegment(self._open_dir, name, BACKFILL_COLLECTOR_ID, opened)
+            collector_id = self.namer.collector_id
+            self._segment = OpenSegment(self._open_dir, name, collector_id, opened, market=self.market.name)
         self._segment.append(lines)
 
     def seal(self) -> str | None:

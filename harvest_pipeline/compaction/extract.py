@@ -33,10 +33,12 @@ from harvest_pipeline.compaction.kinds import (
     SLOTS,
     KindSpec,
     checked_sql,
+    kinds_for,
     output_sql,
     payload,
     prefix,
 )
+from harvest_pipeline.markets import USDM, Market
 
 _NO_ROWS = {
     kind: pa.schema(
@@ -82,8 +84,10 @@ def extract_kinds(
     lines: pa.Table,
     segment: str,
     on_rows: Callable[[str, KindRows], None] | None = None,
+    market: Market = USDM,
 ) -> Extraction:
-    """Parse every line of ``lines`` (``line``, ``raw``) and split it into the raw kinds.
+    """Parse every line of ``lines`` (``line``, ``raw``) and split it into the raw kinds, as ``market`` sends them
+    (``kinds.kinds_for``: both paths read a line with its market's SQL).
 
     ``on_rows(kind, rows)`` gets each kind's rows as soon as they are ready, so its files are written while the next
     kinds are read: a kind with a fast path right after its own lines are read (the kinds with level lists, whose
@@ -91,10 +95,12 @@ def extract_kinds(
     in the rare segment where that reading is a row of a kind already handed over (a REST trade, a frame whose
     stream name belongs to another kind), that kind's rows are handed over again, complete, and replace the first.
     """
+    specs = kinds_for(market)
+    fast_kinds = tuple(spec for spec in specs if spec.kind in fast.STREAM_MARKS)
     lines = fast.guess_kinds(con, lines)
     con.register("segment_lines", lines)
     subscriptions = _subscriptions(con)
-    _read_records(con, f"{fast.GUESS_COLUMN} IS NULL", create=True)
+    _read_records(con, f"{fast.GUESS_COLUMN} IS NULL", specs, create=True)
 
     def hand_over(spec: KindSpec, accepted: pa.Table | None) -> None:
         if accepted is not None or spec.kind in _route_counts(con):
@@ -108,7 +114,7 @@ def extract_kinds(
     guessed = set(pc.unique(lines.column(fast.GUESS_COLUMN)).drop_null().to_pylist())
     accepted: dict[str, pa.Table] = {}
     rejected = [pa.table({"line": pa.array([], pa.int64())})]
-    for spec in sorted(fast.FAST_KINDS, key=lambda spec: spec.kind not in _NESTED_KINDS):
+    for spec in sorted(fast_kinds, key=lambda spec: spec.kind not in _NESTED_KINDS):
         if spec.kind in guessed:
             rows, turned_down = _read_fast_rows(con, spec, lines, segment, subscriptions)
             rejected.append(turned_down)
@@ -119,14 +125,14 @@ def extract_kinds(
     if rejected_lines.num_rows:
         before = _route_counts(con)
         con.register("rejected_lines", rejected_lines)
-        _read_records(con, "line IN (SELECT line FROM rejected_lines)", create=False)
+        _read_records(con, "line IN (SELECT line FROM rejected_lines)", specs, create=False)
         con.unregister("rejected_lines")
         after = _route_counts(con)
-        for spec in fast.FAST_KINDS:
+        for spec in fast_kinds:
             if after[spec.kind] > before[spec.kind]:
                 hand_over(spec, accepted.get(spec.kind))
     con.unregister("segment_lines")
-    for spec in KINDS:
+    for spec in specs:
         if spec.kind not in kinds:
             hand_over(spec, None)
     leftover = con.sql(
@@ -135,7 +141,7 @@ def extract_kinds(
         FROM records WHERE route IS NULL ORDER BY line
         """
     ).to_arrow_table()
-    return Extraction({spec.kind: kinds[spec.kind] for spec in KINDS}, leftover)
+    return Extraction({spec.kind: kinds[spec.kind] for spec in specs}, leftover)
 
 
 def _read_fast_rows(
@@ -174,13 +180,13 @@ def _subscriptions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return found
 
 
-def _read_records(con: duckdb.DuckDBPyConnection, where: str, *, create: bool) -> None:
+def _read_records(con: duckdb.DuckDBPyConnection, where: str, specs: tuple[KindSpec, ...], *, create: bool) -> None:
     """Table ``records``: every slot and the route of each line the generic path reads, the lines of
     ``segment_lines`` matching ``where`` (first the lines no fast path reads, then those whose rows did not count
     there and get their exact reasons here), created or added to."""
     combined = ", ".join(f"'{path}'" for path in COMBINED_PATHS)
     plain = ", ".join(f"'{path}'" for path in PLAIN_PATHS)
-    routes = " ".join(f"WHEN {spec.route} THEN '{spec.kind}'" for spec in KINDS)
+    routes = " ".join(f"WHEN {spec.route} THEN '{spec.kind}'" for spec in specs)
     slot_columns = ", ".join(f"v[{i}] AS {name}" for i, name in enumerate(SLOTS, start=1))
     con.execute(
         f"""

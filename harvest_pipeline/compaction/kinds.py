@@ -12,12 +12,14 @@ and the fast path for the exchange's fixed layouts (``fast.py``) both run this S
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from harvest_pipeline import schema
 from harvest_pipeline.compaction import rules
+from harvest_pipeline.markets import Market
 from harvest_pipeline.store.identity import AGREEING_COLUMNS, KEEP_FIRST
 from harvest_pipeline.symbols import SYMBOL_REGEX
 
@@ -417,6 +419,55 @@ KINDS: tuple[KindSpec, ...] = (
     ),
 )
 KIND_BY_NAME = {spec.kind: spec for spec in KINDS}
+
+
+def _replaced(spec: KindSpec, columns: dict[str, Column], route: str | None = None) -> KindSpec:
+    """``spec`` with the columns named in ``columns`` replaced (same names, same order), and its route if given."""
+    replaced = tuple(columns.get(column.name, column) for column in spec.columns)
+    return dataclasses.replace(spec, columns=replaced, route=route or spec.route)
+
+
+def _first_id_minus_one() -> Column:
+    """``prev_final_update_id`` of a spot diff, which names no predecessor: ``U - 1`` (spot continues the chain when
+    ``U`` is the previous ``u`` + 1), so the book, continuity and completeness follow one rule for every market."""
+    first = f"exact_int({payload('U')})"
+    return Column(
+        "prev_final_update_id",
+        f"CASE WHEN {first} > 0 THEN {first} - 1 END",
+        f"CASE WHEN {first} = 0 THEN 'U: 0 has no previous update id' END",
+    )
+
+
+_RECEIVE_MS = Column("event_time_ms", f"exact_int({prefix('t')}) // 1000000")
+"""The event time of a message that carries none (spot ``bookTicker`` and REST depth): its receive time, whose
+problems ``recv_time_ns`` names."""
+_RECEIVE_MS_AS_TRANSACTION = dataclasses.replace(_RECEIVE_MS, name="transaction_time_ms")
+_IS_SPOT_BOOK_TICKER = f"{prefix('k')} = 'frame' AND {payload('e')} IS NULL AND ends_with({prefix('s')}, '@bookTicker')"
+"""A spot ``bookTicker`` has no ``e``: its stream names it."""
+
+
+def _spot(spec: KindSpec) -> KindSpec:
+    """``spec`` as spot sends it: diffs without ``pu`` and ``T``, book tickers and snapshots without any time."""
+    received = {"event_time_ms": _RECEIVE_MS, "transaction_time_ms": _RECEIVE_MS_AS_TRANSACTION}
+    if spec.kind == "orderbook":
+        transaction = Column("transaction_time_ms", f"exact_int({payload('E')})")
+        return _replaced(spec, {"transaction_time_ms": transaction, "prev_final_update_id": _first_id_minus_one()})
+    if spec.kind == "bookticker":
+        return _replaced(spec, received, route=_IS_SPOT_BOOK_TICKER)
+    if spec.kind == "depth_snapshot":
+        return _replaced(spec, received)
+    return spec
+
+
+SPOT_KINDS = tuple(_spot(spec) for spec in KINDS)
+"""The kinds as spot sends them (``harvest_pipeline.markets``: ``SPOT``); futures markets send ``KINDS``."""
+
+
+def kinds_for(market: Market) -> tuple[KindSpec, ...]:
+    """How ``market``'s messages become the raw kinds: ``KINDS`` for the futures markets (COIN-M's extra ``ps`` is
+    ignored), ``SPOT_KINDS`` for spot."""
+    return SPOT_KINDS if market.dialect == "spot" else KINDS
+
 
 NAMES = {spec.kind: tuple(column.name for column in spec.columns) for spec in KINDS}
 for _kind, _names in NAMES.items():

@@ -22,8 +22,10 @@ from harvest_pipeline.compaction.ledger import Ledger, build_ledger, events_tabl
 from harvest_pipeline.compaction.lines import SegmentLines, split_segment_lines
 from harvest_pipeline.compaction.memory import keep_freed_memory
 from harvest_pipeline.compaction.writer import PartStager, WrittenFile
+from harvest_pipeline.markets import USDM, Market
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.store import Publication
+from harvest_pipeline.symbol_partitions import LEDGER_KIND
 
 DATA_KINDS = tuple(spec.kind for spec in KINDS)
 
@@ -43,6 +45,13 @@ class CompactionReport:
     gaps: list[Gap]
     duration_s: float
     kinds_in_sidecar: dict[str, int] = field(default_factory=dict)
+    market: Market = USDM
+    """The market the segment was recorded from: its rows went to that market's Parquet root."""
+
+    def partition_keys(self) -> set[str]:
+        """The Dagster symbol partitions of the symbols this run wrote market data for (not ``ALL``, not the
+        ledger alone)."""
+        return {self.market.partition_key(f.symbol) for f in self.files if f.kind != LEDGER_KIND and f.rows}
 
     def rows_written(self, kind: str) -> int:
         """Rows this run wrote for ``kind``, over all dates and symbols."""
@@ -61,7 +70,8 @@ def quarantine_path(quarantine_root: Path, segment: str) -> Path:
 def compact_segment(
     sealed: segments.SealedSegment, paths: DataPaths, fs: segments.FileSystem = segments.LOCAL_FS
 ) -> CompactionReport:
-    """Compact ``sealed`` into Parquet under ``paths.parquet``; quarantined lines go under ``paths.quarantine``.
+    """Compact ``sealed`` into Parquet under its market's root in ``paths.parquet`` (the sidecar names the market);
+    quarantined lines go under ``paths.quarantine``.
 
     A problem of one line never fails the segment: the line is quarantined with its reason. Raises
     ``SegmentUnreadable`` for permanent whole-segment problems (a missing or unreadable file, a corrupt sidecar, bytes
@@ -76,6 +86,7 @@ def compact_segment(
     keep_freed_memory()
     started = time.perf_counter()
     meta = sidecar.load_meta(sealed)
+    market = sidecar.market_of(sealed, meta)
     data = sidecar.read_data(sealed)
     publication = Publication(fs)
     try:
@@ -86,13 +97,14 @@ def compact_segment(
             def verify() -> None:
                 sidecar.verify(sealed, meta, len(data), lines.table.num_rows, digest.result())
 
-            with PartStager(sealed.name, paths.parquet, publication, before_first_write=verify) as stager:
+            parquet_root = market.parquet_root(paths.parquet)
+            with PartStager(sealed.name, parquet_root, publication, before_first_write=verify) as stager:
 
                 def stage(kind: str, rows: extract.KindRows) -> None:
                     stager.stage(kind, rows.table, rows.order, schema.RAW_KINDS[kind], KIND_BY_NAME[kind].time_column)
 
                 try:
-                    extraction, ledger, gaps = _extract(lines, sealed.name, meta.opened_at_ns, stage)
+                    extraction, ledger, gaps = _extract(lines, sealed.name, meta.opened_at_ns, stage, market)
                 finally:  # checked even when extraction raised: corrupt bytes are the better explanation
                     stager.ensure_checked()
                 events = events_table(ledger)  # sorted by date, symbol, time and line
@@ -114,17 +126,22 @@ def compact_segment(
         gaps=gaps,
         duration_s=time.perf_counter() - started,
         kinds_in_sidecar=dict(meta.kinds),
+        market=market,
     )
 
 
 def _extract(
-    lines: SegmentLines, segment: str, opened_at_ns: int, on_rows: Callable[[str, extract.KindRows], None]
+    lines: SegmentLines,
+    segment: str,
+    opened_at_ns: int,
+    on_rows: Callable[[str, extract.KindRows], None],
+    market: Market,
 ) -> tuple[extract.Extraction, Ledger, list[Gap]]:
     """Rows of every kind (each handed to ``on_rows`` when ready), the ledger of control and quarantined lines, and
     the id breaks of one segment."""
     con = extract.connect()
     try:
-        extraction = extract.extract_kinds(con, lines.table, segment, on_rows)
+        extraction = extract.extract_kinds(con, lines.table, segment, on_rows, market)
         invalid = lines.invalid_utf8
         leftover = [
             row

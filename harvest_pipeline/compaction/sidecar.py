@@ -20,6 +20,7 @@ import numpy as np
 
 from harvest_pipeline import segments
 from harvest_pipeline.compaction import rules
+from harvest_pipeline.markets import Market, market
 
 Data = TypeVar("Data", bytes, bytes | memoryview)
 _PERMANENT_READ_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
@@ -57,6 +58,14 @@ def _meta_problem(sealed: segments.SealedSegment, meta: segments.SegmentMeta) ->
     if not isinstance(meta.kinds, dict):
         return "kinds is not an object"
     return None
+
+
+def market_of(sealed: segments.SealedSegment, meta: segments.SegmentMeta) -> Market:
+    """The market the sidecar names; an unknown one is a permanent problem (this version cannot read the segment)."""
+    try:
+        return market(meta.market)
+    except (ValueError, TypeError) as exc:
+        raise SegmentUnreadable(f"segment {sealed.name}: sidecar {sealed.meta_path} names {exc}") from exc
 
 
 def read_data(sealed: segments.SealedSegment) -> bytes | memoryview:

@@ -15,7 +15,9 @@ import numpy as np
 
 from harvest_pipeline.features.quality import empty_minute_rate
 from harvest_pipeline.features.table import FeatureDay, FeatureParams, build_features, write_features
+from harvest_pipeline.markets import DEFAULT_MARKET, MARKETS, market
 from harvest_pipeline.paths import DataPaths
+from harvest_pipeline.store.migration import move_legacy_layout
 from harvest_pipeline.symbols import validate_symbol
 
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -44,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("features", help="build and summarise the per-second features of one day x symbol")
     parser.add_argument("--date", required=True, type=utc_date, help="UTC date, YYYY-MM-DD")
     parser.add_argument("--symbol", required=True, type=symbol_name, help="symbol as recorded, e.g. BTCUSDT")
+    parser.add_argument("--market", default=DEFAULT_MARKET, choices=sorted(MARKETS), help="market (default usdm)")
     parser.add_argument("--data", help="data root (default: HARVEST_DATA_ROOT or ./data)")
     parser.add_argument("--fee-tier", default=FeatureParams.fee_tier, help="fee tier label (default TM)")
     parser.add_argument(
@@ -57,12 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build, print the summary and write only when asked; exit code 1 when the day has no trades at all."""
     paths = DataPaths.from_env(args.data)
+    move_legacy_layout(paths.parquet)
+    parquet_root = market(args.market).parquet_root(paths.parquet)
     started = time.perf_counter()
-    feature_day = build_features(paths.parquet, args.date, args.symbol, FeatureParams(fee_tier=args.fee_tier))
+    feature_day = build_features(parquet_root, args.date, args.symbol, FeatureParams(fee_tier=args.fee_tier))
     elapsed = time.perf_counter() - started
     print(summarize(feature_day, elapsed))
     if args.write:
-        print(f"written: {write_features(feature_day, paths.parquet)}")
+        print(f"written: {write_features(feature_day, parquet_root)}")
     return 0 if feature_day.table.column("trade_count").to_numpy().sum() else 1
 
 

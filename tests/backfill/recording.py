@@ -94,7 +94,7 @@ def issued_ids(accounting: dict[str, Any]) -> list[int]:
 
 def prices_sources(paths: DataPaths, day: dt.date) -> tuple[Counter[int], dict[int, str]]:
     """How often each trade id appears in the day's visible ``prices`` files, and the source of each."""
-    files = visible_files(kind_dir(paths.parquet, day, SYMBOL, "prices"))
+    files = visible_files(kind_dir(paths.market_parquet(), day, SYMBOL, "prices"))
     table = pq.read_table(files, columns=["agg_trade_id", "source"]) if files else None
     if table is None:
         return Counter(), {}
@@ -106,7 +106,7 @@ def drop_trades(paths: DataPaths, day: dt.date, ids: set[int]) -> int:
     """Remove the rows of ``ids`` from the day's compacted ``prices`` parts (as if they were never recorded); returns
     how many rows went."""
     dropped = 0
-    for part in visible_files(kind_dir(paths.parquet, day, SYMBOL, "prices")):
+    for part in visible_files(kind_dir(paths.market_parquet(), day, SYMBOL, "prices")):
         table = pq.read_table(part)
         keep = pc.invert(pc.is_in(table.column("agg_trade_id"), pa.array(sorted(ids), pa.int64())))
         kept = table.filter(keep)
@@ -118,13 +118,13 @@ def drop_trades(paths: DataPaths, day: dt.date, ids: set[int]) -> int:
 
 def trade_certificate(paths: DataPaths, day: dt.date) -> dict[str, Any]:
     """The aggTrade row of the day's completeness certificate, built from the visible Parquet."""
-    [row] = [r for r in build_certificate(paths.parquet, day, SYMBOL).to_pylist() if r["stream"] == STREAM]
+    [row] = [r for r in build_certificate(paths.market_parquet(), day, SYMBOL).to_pylist() if r["stream"] == STREAM]
     return row
 
 
 def events_of(paths: DataPaths, day: dt.date, event: str) -> list[dict[str, Any]]:
     """The ``events`` rows of one kind on ``day`` (symbol folder ``SYMBOL``)."""
-    files = visible_files(kind_dir(paths.parquet, day, SYMBOL, "events"))
+    files = visible_files(kind_dir(paths.market_parquet(), day, SYMBOL, "events"))
     if not files:
         return []
     return [

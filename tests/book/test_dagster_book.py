@@ -35,8 +35,8 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
 
 
 def test_a_sound_day_materializes_three_kinds_and_warns_that_it_covers_little_of_the_day(tmp_path):
-    write_diffs(tmp_path / "parquet", chain(STEP, 30 * STEP, step=STEP))
-    write_snapshot(tmp_path / "parquet", 500)
+    write_diffs(tmp_path / "parquet" / "market=usdm", chain(STEP, 30 * STEP, step=STEP))
+    write_snapshot(tmp_path / "parquet" / "market=usdm", 500)
 
     result = materialize_book(tmp_path)
 
@@ -51,12 +51,12 @@ def test_a_sound_day_materializes_three_kinds_and_warns_that_it_covers_little_of
     assert not share.passed and share.severity == dg.AssetCheckSeverity.WARN
     assert 0 < share.metadata["valid_share"].value < 0.01, "30 diffs 10 s apart cover 5 minutes of the day"
     assert found["bookticker_agreement"].passed and found["bookticker_agreement"].metadata["compared"].value == 0
-    assert pq.read_table(book_file(tmp_path / "parquet", DAY, SYMBOL, "book_1s")).num_rows == 86_400
+    assert pq.read_table(book_file(tmp_path / "parquet" / "market=usdm", DAY, SYMBOL, "book_1s")).num_rows == 86_400
 
 
 def test_a_crossed_book_fails_the_blocking_check(tmp_path):
-    write_diffs(tmp_path / "parquet", chain(STEP, 3 * STEP, step=STEP))
-    write_snapshot(tmp_path / "parquet", 500, bid="100.2", ask="100.1")
+    write_diffs(tmp_path / "parquet" / "market=usdm", chain(STEP, 3 * STEP, step=STEP))
+    write_snapshot(tmp_path / "parquet" / "market=usdm", 500, bid="100.2", ask="100.1")
 
     result = materialize_book(tmp_path)
 

@@ -1,4 +1,5 @@
-"""Realistic Binance USD-M frames and segments for compaction tests and the compaction benchmark.
+"""Realistic Binance USD-M frames and segments for compaction tests and the compaction benchmark, and the same frames
+as COIN-M and spot send them (``as_coinm``, ``as_spot``).
 
 Frames are byte strings shaped exactly like the exchange's combined-stream messages (reference/binance.md), so the
 tests exercise the same key collisions (e/E, u/U, a/A, b/B, t/T) real data has.
@@ -145,6 +146,7 @@ class SegmentBuilder:
     collector_id: str = "test"
     conn_id: str = "c1"
     lines: list[segments.Line] = field(default_factory=list)
+    market: str = "usdm"
 
     def __post_init__(self) -> None:
         self._seq = 0
@@ -183,7 +185,7 @@ class SegmentBuilder:
         open_dir = self.root / "segments" / "open" / self.collector_id
         open_dir.mkdir(parents=True, exist_ok=True)
         name = name or segments.segment_name(self.opened_at_ns, self.collector_id, "b00t", 1)
-        segment = segments.OpenSegment(open_dir, name, self.collector_id, self.opened_at_ns)
+        segment = segments.OpenSegment(open_dir, name, self.collector_id, self.opened_at_ns, market=self.market)
         segment.append(self.lines)
         segment.seal(self.root / "segments" / "sealed")
         return segments.find_sealed_segment(self.root / "segments" / "sealed", name)
@@ -291,3 +293,33 @@ def more_channel_frames(symbol: str, start_ms: int, seconds: int) -> Iterable[tu
             yield f"{symbol.lower()}@trade", trade(symbol, trade_id, at + 500 + trade_id % 3), at + 500 + trade_id % 3
         if second % 7 == 3:
             yield f"{symbol.lower()}@forceOrder", force_order(symbol, at + 900), at + 900
+
+
+COINM_CONTRACTS = {"BTCUSDT": ("BTCUSD_PERP", "BTCUSD"), "ETHUSDT": ("ETHUSD_PERP", "ETHUSD")}
+"""The COIN-M contract (and its pair) standing in for a USDⓈ-M symbol of ``TrafficMix``."""
+
+
+def as_coinm(stream: str, raw: bytes) -> tuple[str, bytes]:
+    """A USDⓈ-M frame of ``TrafficMix`` as COIN-M sends it: the contract's symbol, ``ps`` on depth and book ticker."""
+    frame = orjson.loads(raw)
+    data = frame["data"]
+    symbol, pair = COINM_CONTRACTS[data["s"]]
+    data["s"] = symbol
+    if data["e"] in ("depthUpdate", "bookTicker"):
+        frame["data"] = {**{k: v for k, v in data.items() if k != "s"}, "s": symbol, "ps": pair}
+    frame["stream"] = f"{symbol.lower()}@{stream.split('@', 1)[1]}"
+    return frame["stream"], orjson.dumps(frame)
+
+
+def as_spot(stream: str, raw: bytes) -> tuple[str, bytes]:
+    """A USDⓈ-M frame of ``TrafficMix`` as spot sends it: diffs without ``pu`` and ``T`` (its ``U`` continues the
+    previous ``u`` + 1 as the mix's ids do), book tickers without ``e``/``E``/``T``, trades with ``M``."""
+    frame = orjson.loads(raw)
+    data = frame["data"]
+    if data["e"] == "depthUpdate":
+        frame["data"] = {k: v for k, v in data.items() if k not in ("T", "pu")}
+    elif data["e"] == "bookTicker":
+        frame["data"] = {k: data[k] for k in ("u", "s", "b", "B", "a", "A")}
+    else:
+        data["M"] = True
+    return stream, orjson.dumps(frame)

@@ -81,7 +81,7 @@ def test_every_channel_reconciles_per_stream_with_what_the_simulator_sent(tmp_pa
     assert quarantined == sum(s["malformed"] for s in streams.values()) == sum(MALFORMED.values())
     assert {s: streams[s]["repeated"] for s in REPEATED} == REPEATED
     for stream_kind, kind in KIND_OF_STREAM.items():
-        rows = rows_of(paths.parquet, kind)
+        rows = rows_of(paths.market_parquet(), kind)
         kind_streams = {s for s in streams if s.split("@", 1)[1] == stream_kind}
         assert {row[0] for row in rows} == kind_streams, kind
         sent = sum(streams[s]["frames"] + streams[s]["repeated"] for s in kind_streams)
@@ -95,14 +95,15 @@ def test_every_channel_reconciles_per_stream_with_what_the_simulator_sent(tmp_pa
             assert (ids[0], ids[-1]) == (streams[stream]["first_id"], streams[stream]["last_id"]), stream
             if kind == "trades":
                 assert ids == list(range(ids[0], ids[-1] + 1)), f"{stream}: trade ids have holes"
-    klines = rows_of(paths.parquet, "klines")
+    klines = rows_of(paths.market_parquet(), "klines")
     for stream in {row[0] for row in klines}:
         minutes = Counter(row[1] for row in klines if row[0] == stream)
         closed = {row[1] for row in klines if row[0] == stream and row[3]}
         assert len(minutes) >= 1 and all(m in closed for m in sorted(minutes)[:-1]), f"{stream}: a minute never closed"
     answered = accounting["rest"]["answered"]["openInterest"]
     interest = duckdb.sql(
-        f"SELECT symbol, count(*) FROM read_parquet('{paths.parquet}/date=*/symbol=*/kind=open_interest/*.parquet',"
+        f"SELECT symbol, count(*) FROM read_parquet('{paths.market_parquet()}/date=*/symbol=*/kind=open_interest/"
+        "*.parquet',"
         " hive_partitioning = true) GROUP BY symbol"
     ).fetchall()
     assert dict(interest) == answered and all(count >= 3 for count in answered.values())

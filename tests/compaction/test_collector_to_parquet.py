@@ -60,7 +60,7 @@ def test_compacted_collector_segments_hold_exactly_the_simulators_frames(tmp_pat
     for report in reports:
         duplicates.update(report.duplicates)
     for kind in KIND_OF_STREAM.values():
-        rows = rows_by_stream(paths.parquet, kind)
+        rows = rows_by_stream(paths.market_parquet(), kind)
         assert set(rows) == {s for s in streams if KIND_OF_STREAM[s.split("@", 1)[1]] == kind}, kind
         for stream, stream_rows in rows.items():
             in_segment = Counter((row_id, segment) for row_id, _, segment in stream_rows)
@@ -82,7 +82,9 @@ def test_compacted_collector_segments_hold_exactly_the_simulators_frames(tmp_pat
     assert {s: streams[s]["repeated"] for s in REPEATED} == REPEATED
     assert {s: streams[s]["malformed"] for s in MALFORMED} == MALFORMED
     assert sum(report.quarantined for report in reports) == sum(s["malformed"] for s in streams.values())
-    snapshots = duckdb.sql(f"SELECT count(*) FROM read_parquet('{paths.parquet}/*/*/kind=depth_snapshot/*.parquet')")
+    snapshots = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{paths.market_parquet()}/*/*/kind=depth_snapshot/*.parquet')"
+    )
     assert snapshots.fetchall()[0][0] == sum(r["k"] == "snapshot" for r in records) >= len(SYMBOLS)
 
     names = [segment.name for segment in sealed]
@@ -98,5 +100,5 @@ def test_compacted_collector_segments_hold_exactly_the_simulators_frames(tmp_pat
         assert checks[RECONCILIATION_CHECK.name]
         assert instance.get_materialized_partitions(RAW_KIND_KEYS["prices"]) == set(names)
     for kind in KIND_OF_STREAM.values():
-        after_rerun = rows_by_stream(paths.parquet, kind)
+        after_rerun = rows_by_stream(paths.market_parquet(), kind)
         assert sum(map(len, after_rerun.values())) == sum(report.rows_written(kind) for report in reports), kind

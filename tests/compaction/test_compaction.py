@@ -17,7 +17,7 @@ MIDNIGHT_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 def read_kind(root: Path, kind: str) -> list[dict]:
     """Every row of a kind, with the hive partition columns, via DuckDB."""
-    pattern = f"{root}/parquet/date=*/symbol=*/kind={kind}/*.parquet"
+    pattern = f"{root}/parquet/market=usdm/date=*/symbol=*/kind={kind}/*.parquet"
     con = duckdb.connect()
     relation = con.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = true) ORDER BY segment, line")
     return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
@@ -119,8 +119,8 @@ def test_running_a_segment_twice_replaces_its_files_with_identical_data(tmp_path
 
     assert sorted(f.path for f in second.files) == sorted(before)
     assert all(pq.read_table(path).equals(table) for path, table in before.items())
-    assert sorted(paths.parquet.rglob("*.parquet")) == sorted(before)
-    assert not list(paths.parquet.rglob(".*.tmp"))
+    assert sorted(paths.market_parquet().rglob("*.parquet")) == sorted(before)
+    assert not list(paths.market_parquet().rglob(".*.tmp"))
 
 
 def test_rows_are_sorted_by_event_time_with_zstd_row_groups(tmp_path):

@@ -30,7 +30,7 @@ def segment(root, opened_ms: int, frames: list[tuple[int, int, bool, int]], name
 
 
 def rows(paths: DataPaths) -> list[tuple]:
-    files = visible_files(kind_dir(paths.parquet, DAY, "BTCUSDT", "klines"))
+    files = visible_files(kind_dir(paths.market_parquet(), DAY, "BTCUSDT", "klines"))
     sql = f"SELECT open_time_ms, is_closed, trade_count, event_time_ms FROM {read_parquet_sql(files)} ORDER BY ALL"
     return duckdb.sql(sql).fetchall()
 
@@ -63,7 +63,7 @@ def test_the_closed_kline_wins_within_a_segment_across_segments_and_in_the_day_f
         (m1, True, 5, m2 + 1),
         (m2, False, 0, m2 + 250),
     ]
-    result = consolidate(paths.parquet, DAY, "BTCUSDT", "klines")
+    result = consolidate(paths.market_parquet(), DAY, "BTCUSDT", "klines")
     assert (result.rows_in, result.rows_out) == (5, 3)
     assert rows(paths) == [(m0, True, 3, m1 + 1), (m1, True, 5, m2 + 1), (m2, False, 0, m2 + 250)]
 

@@ -33,12 +33,12 @@ def sealed_trades(root: Path, ids: range, counter: int) -> segments.SealedSegmen
 
 def visible_ids(paths: DataPaths) -> list[int]:
     """Every aggTrade id a reader sees through the documented glob, with repetitions."""
-    pattern = sql_literal(paths.parquet / "date=*" / "symbol=*" / "kind=prices" / "*.parquet")
+    pattern = sql_literal(paths.market_parquet() / "date=*" / "symbol=*" / "kind=prices" / "*.parquet")
     return sorted(row[0] for row in duckdb.sql(f"SELECT agg_trade_id FROM read_parquet({pattern})").fetchall())
 
 
 def visible_events(paths: DataPaths) -> int:
-    pattern = sql_literal(paths.parquet / "date=*" / "symbol=*" / "kind=events" / "*.parquet")
+    pattern = sql_literal(paths.market_parquet() / "date=*" / "symbol=*" / "kind=events" / "*.parquet")
     return duckdb.sql(f"SELECT count(*) FROM read_parquet({pattern})").fetchall()[0][0]
 
 
@@ -49,7 +49,7 @@ def test_compact_consolidate_recompact_reconsolidate_and_a_late_part_show_every_
 
     def consolidate_day() -> None:
         for kind in ("prices", "events"):
-            consolidate(paths.parquet, day, "BTCUSDT", kind)
+            consolidate(paths.market_parquet(), day, "BTCUSDT", kind)
 
     compact_segment(first, paths)
     assert visible_ids(paths) == list(range(1, 11))
@@ -84,7 +84,7 @@ def test_a_compaction_that_fails_on_one_kind_makes_none_of_its_files_visible(tmp
     sealed = sealed_trades(paths.root, range(1, 6), 1)
     with pytest.raises(OSError, match="No space left"):
         compact_segment(sealed, paths, FailsOnEvents())
-    assert not list(paths.parquet.rglob("*.parquet")), "a failed compaction left files visible"
-    assert not list(paths.parquet.rglob(".*.staged")), "staged files were not cleaned up"
+    assert not list(paths.market_parquet().rglob("*.parquet")), "a failed compaction left files visible"
+    assert not list(paths.market_parquet().rglob(".*.staged")), "staged files were not cleaned up"
     compact_segment(sealed, paths)
     assert visible_ids(paths) == [1, 2, 3, 4, 5] and visible_events(paths) == 1

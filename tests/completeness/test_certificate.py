@@ -56,7 +56,7 @@ def test_a_table_of_another_schema_is_refused(tmp_path):
 
 
 def test_the_queries_in_the_docs_run_on_stored_certificates(tmp_path, monkeypatch):
-    root = tmp_path / "data" / "parquet"
+    root = tmp_path / "data" / "parquet" / "market=usdm"
     write_prices(root, range(1, 51), day=DAY_BEFORE)
     write_diffs(root, chain(10, 1000), day=DAY_BEFORE)
     write_prices(root, [*range(60, 70), *range(75, 81)])

@@ -38,7 +38,8 @@ def run_day(tmp_path) -> tuple[dg.ExecuteInProcessResult, dg.AssetCheckEvaluatio
 
 
 def test_rows_deleted_from_prices_fail_the_blocking_check_and_the_features_are_not_built(tmp_path):
-    write_prices(tmp_path / "parquet", [*range(1, 40), *range(45, 60)])  # ids 40..44 deleted: nothing explains them
+    # ids 40..44 deleted: nothing explains them
+    write_prices(tmp_path / "parquet" / "market=usdm", [*range(1, 40), *range(45, 60)])
 
     result, check = run_day(tmp_path)
 
@@ -48,13 +49,13 @@ def test_rows_deleted_from_prices_fail_the_blocking_check_and_the_features_are_n
     assert (hole["stream"], hole["first_id"], hole["last_id"], hole["ids"]) == (TRADES, 40, 44, 5)
     assert not result.success
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [completeness.key]
-    assert not features_path(tmp_path / "parquet", DAY, SYMBOL).exists(), "the blocked step never ran"
-    [row] = pq.read_table(certificate_path(tmp_path / "parquet", DAY, SYMBOL)).to_pylist()
+    assert not features_path(tmp_path / "parquet" / "market=usdm", DAY, SYMBOL).exists(), "the blocked step never ran"
+    [row] = pq.read_table(certificate_path(tmp_path / "parquet" / "market=usdm", DAY, SYMBOL)).to_pylist()
     assert not row["certified"] and row["unexplained_holes"] == 1
 
 
 def test_a_declared_hole_passes_and_the_features_follow_in_the_same_run(tmp_path):
-    write_prices(tmp_path / "parquet", [*range(1, 40), *range(45, 60)])
+    write_prices(tmp_path / "parquet" / "market=usdm", [*range(1, 40), *range(45, 60)])
     declared = {
         "event": "backfill",
         "event_time_ms": trade_ms(50),
@@ -64,11 +65,11 @@ def test_a_declared_hole_passes_and_the_features_follow_in_the_same_run(tmp_path
         "to_id": 44,
         "detail": json.dumps({"k": "backfill", "outcome": "declared"}),
     }
-    write_events(tmp_path / "parquet", [declared])
+    write_events(tmp_path / "parquet" / "market=usdm", [declared])
 
     result, check = run_day(tmp_path)
 
     assert check.passed and check.metadata["declared_holes"].value == 1
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {completeness.key, features_1s.key}
-    assert pq.read_table(features_path(tmp_path / "parquet", DAY, SYMBOL)).num_rows == 86_400
+    assert pq.read_table(features_path(tmp_path / "parquet" / "market=usdm", DAY, SYMBOL)).num_rows == 86_400

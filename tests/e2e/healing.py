@@ -25,21 +25,22 @@ from harvest_pipeline.store.layout import sql_literal
 CERTIFIED_KINDS = ("prices", "orderbook", "depth_snapshot", "events")
 
 
-def compact_and_certify(data_root: Path, symbol: str) -> dict[dt.date, list[dict[str, Any]]]:
-    """Compact every sealed segment (each must reconcile line for line), consolidate each day of ``symbol``, and
-    build its certificates in date order; returns the certificate rows per day."""
+def compact_and_certify(data_root: Path, symbol: str, market: str = "usdm") -> dict[dt.date, list[dict[str, Any]]]:
+    """Compact every sealed segment (each must reconcile line for line), consolidate each day of ``symbol`` on
+    ``market``, and build its certificates in date order; returns the certificate rows per day."""
     paths = DataPaths.from_root(data_root)
     for sealed in list_sealed_segments(paths.sealed_segments):
         report = compact_segment(sealed, paths)
         check = reconcile(report)
         assert check.passed, check.detail
-    days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in paths.parquet.glob("date=*"))
+    parquet = paths.market_parquet(market)
+    days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in parquet.glob("date=*"))
     certificates = {}
     for day in days:
         for kind in CERTIFIED_KINDS:
-            consolidate(paths.parquet, day, symbol, kind)
-        table = build_certificate(paths.parquet, day, symbol)
-        write_certificate(table, paths.parquet, day, symbol)
+            consolidate(parquet, day, symbol, kind)
+        table = build_certificate(parquet, day, symbol)
+        write_certificate(table, parquet, day, symbol)
         certificates[day] = table.to_pylist()
     return certificates
 
@@ -68,7 +69,7 @@ def reconcile_trades(
     last = trades["last_id"]
     skipped = [tuple(pair) for pair in trades["skipped"]]
     issued = {i for i in range(first, last + 1) if not any(low <= i <= high for low, high in skipped)}
-    parquet = DataPaths.from_root(data_root).parquet
+    parquet = DataPaths.from_root(data_root).market_parquet()
     glob = sql_literal(parquet / "date=*" / f"symbol={symbol}" / "kind=prices" / "*.parquet")
     rows = duckdb.sql(f"SELECT agg_trade_id, source FROM read_parquet({glob}, hive_partitioning = false)").fetchall()
     ids = [row[0] for row in rows]

@@ -69,7 +69,7 @@ class FreshCopy:
 
     def recorded_date(self) -> str:
         """The UTC date of the recorded Parquet (the newest date folder)."""
-        dates = sorted(p.name.removeprefix("date=") for p in (self.root / "data/parquet").glob("date=*"))
+        dates = sorted(p.name.removeprefix("date=") for p in (self.root / "data/parquet/market=usdm").glob("date=*"))
         assert dates, "nothing was compacted"
         return dates[-1]
 
@@ -113,7 +113,7 @@ def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshCopy]:
     try:
         wait_for("pip install and the Dagster UI", lambda: _alive(copy) and http_json(f"{copy.ui_url}/server_info"),
                  timeout_s=900, interval_s=2)  # fmt: skip
-        features = "data/parquet/date=*/symbol=BTCUSDT/kind=features_1s/features.parquet"
+        features = "data/parquet/market=usdm/date=*/symbol=BTCUSDT/kind=features_1s/features.parquet"
         wait_for("today's features", lambda: _alive(copy) and list(root.glob(features)), timeout_s=300, interval_s=2)
         yield copy
     except BaseException:
@@ -132,14 +132,14 @@ def _alive(copy: FreshCopy) -> bool:
 def test_the_run_command_installs_and_starts_the_pipeline_on_a_fresh_copy(fresh_copy: FreshCopy) -> None:
     banner = fresh_copy.log.read_text()
     assert "SOURCE: built-in simulator" in banner and "--simulate was given" in banner
-    prices = list((fresh_copy.root / "data/parquet").glob("date=*/symbol=*/kind=prices/*.parquet"))
+    prices = list((fresh_copy.root / "data/parquet/market=usdm").glob("date=*/symbol=*/kind=prices/*.parquet"))
     assert prices, "no trades were compacted"
 
 
 def test_example_queries_run_on_the_recorded_data(fresh_copy: FreshCopy, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(fresh_copy.root)
     date = fresh_copy.recorded_date()
-    day, parquet = dt.date.fromisoformat(date), fresh_copy.root / "data/parquet"
+    day, parquet = dt.date.fromisoformat(date), fresh_copy.root / "data/parquet/market=usdm"
     write_certificate(build_certificate(parquet, day, "BTCUSDT"), parquet, day, "BTCUSDT")  # as the nightly run does
     answers = {}
     for statement in sql_statements():

@@ -41,8 +41,8 @@ def recompute_from_raw_segments(data: Path, scratch: Path, day: dt.date) -> obje
     paths = DataPaths.from_root(scratch)
     for sealed in segments.list_sealed_segments(data / "segments" / "sealed"):
         compact_segment(sealed, paths)
-    write_book(build_book(paths.parquet, day, SYMBOL), paths.parquet)
-    return build_features(paths.parquet, day, SYMBOL, FeatureParams()).table
+    write_book(build_book(paths.market_parquet(), day, SYMBOL), paths.market_parquet())
+    return build_features(paths.market_parquet(), day, SYMBOL, FeatureParams()).table
 
 
 def test_kill_and_restart_of_the_whole_pipeline_keeps_features_equal_to_a_recomputation(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_kill_and_restart_of_the_whole_pipeline_keeps_features_equal_to_a_recomp
         time.sleep(8.0)  # the open segment seals (5 s segments) with the last frames
         day = dt.datetime.now(dt.UTC).date()
         expected = recompute_from_raw_segments(data, tmp_path / "recomputed", day)
-        target = features_path(data / "parquet", day, SYMBOL)
+        target = features_path(data / "parquet" / "market=usdm", day, SYMBOL)
 
         def pipeline_features_equal() -> bool:
             return target.exists() and pq.read_table(target).equals(expected)

@@ -67,9 +67,10 @@ def succeeded_runs(pipeline: RunningPipeline, job: str) -> list[dict]:
 def parquet_ids(pipeline: RunningPipeline, kind: str, id_column: str) -> tuple[int, int]:
     """(rows, distinct exchange ids) of one raw kind for the symbol, over everything compacted so far."""
     pattern = f"date=*/symbol={SYMBOL}/kind={kind}/*.parquet"
-    if not list((pipeline.data / "parquet").glob(pattern)):
+    root = pipeline.data / "parquet" / "market=usdm"
+    if not list(root.glob(pattern)):
         return 0, 0
-    query = f"SELECT count(*), count(DISTINCT {id_column}) FROM read_parquet('{pipeline.data / 'parquet' / pattern}')"
+    query = f"SELECT count(*), count(DISTINCT {id_column}) FROM read_parquet('{root / pattern}')"
     return duckdb.sql(query).fetchall()[0]
 
 
@@ -121,7 +122,9 @@ def test_up_compacts_exactly_what_the_simulator_sent_and_builds_todays_features(
         "today's features_1s materialized",
         lambda: (
             succeeded_runs(pipeline, "features_refresh_job")
-            and list((pipeline.data / "parquet").glob(f"date=*/symbol={SYMBOL}/kind=features_1s/*.parquet"))
+            and list(
+                (pipeline.data / "parquet" / "market=usdm").glob(f"date=*/symbol={SYMBOL}/kind=features_1s/*.parquet")
+            )
         ),
         timeout_s=180,
         interval_s=3,

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_refresh_sensor_requests_today_once_per_change_of_its_raw_parts(tmp_path):
     today = dt.datetime.now(dt.UTC).date()
     start = day_start_ms(today)
-    write_trades(tmp_path / "parquet", [(start + 1_000, 1, "100", "1", False)], day=today)
+    write_trades(tmp_path / "parquet" / "market=usdm", [(start + 1_000, 1, "100", "1", False)], day=today)
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         register_symbols(instance, [SYMBOL])  # as compaction does when it writes a symbol's first rows
@@ -42,7 +42,9 @@ def test_refresh_sensor_requests_today_once_per_change_of_its_raw_parts(tmp_path
         first = tick(None)
         assert [r.partition_key for r in first.run_requests] == [f"{today.isoformat()}|{SYMBOL}"]
         assert tick(first.cursor).run_requests == []
-        late = write_trades(tmp_path / "parquet", [(start + 2_000, 2, "100", "1", True)], part="part-b", day=today)
+        late = write_trades(
+            tmp_path / "parquet" / "market=usdm", [(start + 2_000, 2, "100", "1", True)], part="part-b", day=today
+        )
         os.utime(late, ns=(late.stat().st_mtime_ns + 10**9,) * 2)
         assert len(tick(first.cursor).run_requests) == 1
 
@@ -81,8 +83,8 @@ def test_nightly_automation_consolidates_yesterday_and_builds_its_features_once_
 
 
 def test_a_past_days_consolidation_rebuilds_its_features_by_automation(tmp_path):
-    write_trades(tmp_path / "parquet", [(T0 + 1_000, 1, "100", "2", False)])
-    write_trades(tmp_path / "parquet", [(T0 + 2_000, 2, "101", "1", True)], part="part-b")  # late data
+    write_trades(tmp_path / "parquet" / "market=usdm", [(T0 + 1_000, 1, "100", "2", False)])
+    write_trades(tmp_path / "parquet" / "market=usdm", [(T0 + 2_000, 2, "101", "1", True)], part="part-b")  # late data
     partition = dg.MultiPartitionKey({"date": DAY.isoformat(), "symbol": SYMBOL})
     resources = {"storage": HarvestStorage(data_root=str(tmp_path))}
     (tmp_path / "home").mkdir()
@@ -103,7 +105,11 @@ def test_a_past_days_consolidation_rebuilds_its_features_by_automation(tmp_path)
             [completeness, features_1s], partition_key=partition, instance=instance, resources=resources
         )
         assert built.success
-        trades = pq.read_table(features_path(tmp_path / "parquet", DAY, SYMBOL)).column("trade_count").to_pylist()
+        trades = (
+            pq.read_table(features_path(tmp_path / "parquet" / "market=usdm", DAY, SYMBOL))
+            .column("trade_count")
+            .to_pylist()
+        )
         assert trades[:3] == [0, 1, 1], "the features hold the late trade"
         assert requested(dg.evaluate_automation_conditions(defs, instance, cursor=after.cursor)) == set()
 
@@ -116,9 +122,11 @@ def harvest_features(data_root: Path, *args: str) -> subprocess.CompletedProcess
 
 
 def test_features_command_prints_a_summary_and_writes_only_when_asked(tmp_path):
-    write_trades(tmp_path / "parquet", [(T0 + 1_000, 1, "100", "2", False), (T0 + 1_500, 2, "101", "1", True)])
-    write_ticks(tmp_path / "parquet", [(T0 + 900, 1, "99.5", "1", "100.5", "1")])
-    target = features_path(tmp_path / "parquet", DAY, SYMBOL)
+    write_trades(
+        tmp_path / "parquet" / "market=usdm", [(T0 + 1_000, 1, "100", "2", False), (T0 + 1_500, 2, "101", "1", True)]
+    )
+    write_ticks(tmp_path / "parquet" / "market=usdm", [(T0 + 900, 1, "99.5", "1", "100.5", "1")])
+    target = features_path(tmp_path / "parquet" / "market=usdm", DAY, SYMBOL)
 
     printed = harvest_features(tmp_path, "--date", DAY.isoformat(), "--symbol", SYMBOL)
     assert printed.returncode == 0, printed.stderr
@@ -137,7 +145,10 @@ def test_features_command_prints_a_summary_and_writes_only_when_asked(tmp_path):
 
 def test_features_command_rejects_a_symbol_or_date_that_is_not_one(tmp_path):
     for args, message in (
-        (("--symbol", "../..", "--date", DAY.isoformat()), "invalid symbol '../..': expected 2-20 letters or digits"),
+        (
+            ("--symbol", "../..", "--date", DAY.isoformat()),
+            "invalid symbol '../..': expected 2-20 upper-case letters, digits or _",
+        ),
         (("--symbol", "BTC/USDT", "--date", DAY.isoformat()), "invalid symbol 'BTC/USDT'"),
         (("--symbol", SYMBOL, "--date", "2026-02-30"), "invalid date '2026-02-30': expected a UTC date YYYY-MM-DD"),
         (("--symbol", SYMBOL, "--date", "20260302"), "invalid date '20260302'"),

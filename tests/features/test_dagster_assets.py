@@ -55,7 +55,7 @@ def assert_matches_reference(table, reference: list[dict]) -> None:
 
 
 def test_materialized_features_match_the_reference_and_rerun_identically(tmp_path):
-    parquet = tmp_path / "parquet"
+    parquet = tmp_path / "parquet" / "market=usdm"
     write_synthetic_day(parquet, DAY, SYMBOL, trades=45_000, ticks=25_000, start_s=25_200, burst_share=0.5)
     gap = {
         "event": "gap",

@@ -30,8 +30,8 @@ def test_rows_straddling_midnight_count_once_in_the_day_of_their_partition_clock
     paths = DataPaths.from_root(tmp_path)
     assert reconcile(compact_segment(builder.seal(), paths)).passed
 
-    before = build_features(paths.parquet, DAY, SYMBOL, FeatureParams()).table.to_pydict()
-    after = build_features(paths.parquet, NEXT_DAY, SYMBOL, FeatureParams()).table.to_pydict()
+    before = build_features(paths.market_parquet(), DAY, SYMBOL, FeatureParams()).table.to_pydict()
+    after = build_features(paths.market_parquet(), NEXT_DAY, SYMBOL, FeatureParams()).table.to_pydict()
 
     assert sum(before["trade_count"]) + sum(after["trade_count"]) == len(trades)
     assert (before["trade_count"][LAST_SECOND], after["trade_count"][0]) == (2, 1), "trade 11 has T before midnight"

@@ -103,7 +103,7 @@ def test_simulated_window_through_the_pipeline_matches_reference_and_simulator_a
     ticks_sent = distinct_ids_per_second(records, TICKER, "u", "E")
     assert sum(sum(c.values()) for c in trades_sent.values()) == streams[TRADES]["frames"] > 10 * WINDOW_S
     assert sum(sum(c.values()) for c in ticks_sent.values()) == streams[TICKER]["frames"] > 0
-    dates = sorted(p.parent.parent.name for p in paths.parquet.glob(f"date=*/symbol={SYMBOL}/kind=prices"))
+    dates = sorted(p.parent.parent.name for p in paths.market_parquet().glob(f"date=*/symbol={SYMBOL}/kind=prices"))
     assert dates == [f"date={day}" for day in sorted(trades_sent)], "one date partition per UTC date of the data"
 
     trades_seen = 0
@@ -111,11 +111,13 @@ def test_simulated_window_through_the_pipeline_matches_reference_and_simulator_a
         register_symbols(instance, [SYMBOL])  # compacted without Dagster here: the asset would have registered it
         for day in sorted(trades_sent):
             reference = reference_features(
-                kind_dir(paths.parquet, day, SYMBOL, "prices").parent, event_dirs(paths.parquet, day), day_start_ms(day)
+                kind_dir(paths.market_parquet(), day, SYMBOL, "prices").parent,
+                event_dirs(paths.market_parquet(), day),
+                day_start_ms(day),
             )
             intraday = materialize_day([features_1s], instance, day, paths)
             assert intraday.success
-            from_parts = pq.read_table(features_path(paths.parquet, day, SYMBOL))
+            from_parts = pq.read_table(features_path(paths.market_parquet(), day, SYMBOL))
             assert from_parts.num_rows == 86_400
             assert_matches_reference(from_parts, reference)
             assert nonzero_seconds(from_parts, "trade_count") == trades_sent[day]
@@ -126,8 +128,8 @@ def test_simulated_window_through_the_pipeline_matches_reference_and_simulator_a
             for _ in range(2):
                 final = materialize_day([daily_consolidation, features_1s], instance, day, paths)
                 assert final.success
-                assert len(list(kind_dir(paths.parquet, day, SYMBOL, "prices").glob("*.parquet"))) == 1
-                assert pq.read_table(features_path(paths.parquet, day, SYMBOL)).equals(from_parts)
+                assert len(list(kind_dir(paths.market_parquet(), day, SYMBOL, "prices").glob("*.parquet"))) == 1
+                assert pq.read_table(features_path(paths.market_parquet(), day, SYMBOL)).equals(from_parts)
                 checks = {(e.asset_key.to_user_string(), e.check_name): e for e in final.get_asset_check_evaluations()}
                 assert {key: checks[key].passed for key in BLOCKING_CHECKS} == dict.fromkeys(BLOCKING_CHECKS, True)
     assert trades_seen == streams[TRADES]["frames"]

@@ -130,6 +130,8 @@ def test_each_raw_kind_materialization_counts_the_rows_its_run_wrote(tmp_path):
             [record] = instance.fetch_materializations(key, limit=1).records
             metadata = record.asset_materialization.metadata
             counts[kind] = metadata["dagster/row_count"].value
-            written = sum(pq.read_metadata(f).num_rows for f in (tmp_path / "parquet").glob(f"*/*/kind={kind}/*"))
+            written = sum(
+                pq.read_metadata(f).num_rows for f in (tmp_path / "parquet").glob(f"market=usdm/*/*/kind={kind}/*")
+            )
             assert counts[kind] == written, kind
     assert counts["prices"] > 0 and counts["bookticker"] > 0

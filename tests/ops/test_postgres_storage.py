@@ -305,11 +305,11 @@ def test_on_postgresql_two_runs_compact_concurrently_and_duckdb_steps_take_turns
         assert not unfinished, f"runs left in progress: {unfinished}"
 
     for (symbol, kind), frames_written in written.items():
-        files = visible_files(kind_dir(paths.parquet, DAY, symbol, kind))
+        files = visible_files(kind_dir(paths.market_parquet(), DAY, symbol, kind))
         assert [f.name.startswith("day-") for f in files] == [True], "consolidated into one day file"
         assert pq.read_table(files[0]).num_rows == frames_written, (symbol, kind)
     for symbol in SYMBOLS:
-        table = pq.read_table(features_path(paths.parquet, dt.date.fromisoformat(DAY), symbol))
+        table = pq.read_table(features_path(paths.market_parquet(), dt.date.fromisoformat(DAY), symbol))
         assert table.num_rows == 86_400
         assert sum(table.column("trade_count").to_pylist()) == written[symbol, "prices"]
     print(

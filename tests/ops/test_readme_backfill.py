@@ -36,5 +36,5 @@ def test_the_readme_backfill_command_materializes_the_partition(tmp_path):
     env.pop("HARVEST_DATA_ROOT", None)
     done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    features = tmp_path / "data/parquet/date=2026-11-25/symbol=BTCUSDT/kind=features_1s/features.parquet"
+    features = tmp_path / "data/parquet/market=usdm/date=2026-11-25/symbol=BTCUSDT/kind=features_1s/features.parquet"
     assert pq.read_table(features).num_rows == 86_400

@@ -94,14 +94,18 @@ def test_status_shows_the_last_three_days_certificates_one_line_each_and_asks_fo
     now = time.time()
     today = dt.datetime.fromtimestamp(now, tz=dt.UTC).date()
     yesterday, two_days_ago = today - dt.timedelta(days=1), today - dt.timedelta(days=2)
-    write_prices(paths.parquet, range(1, 50), day=two_days_ago)
-    write_prices(paths.parquet, [*range(50, 60), *range(70, 80)], day=yesterday)  # 60..69 unexplained
-    write_prices(paths.parquet, range(60, 65), source="rest", part="part-r", day=yesterday)  # 60..64 healed
+    write_prices(paths.market_parquet(), range(1, 50), day=two_days_ago)
+    write_prices(paths.market_parquet(), [*range(50, 60), *range(70, 80)], day=yesterday)  # 60..69 unexplained
+    write_prices(paths.market_parquet(), range(60, 65), source="rest", part="part-r", day=yesterday)  # 60..64 healed
     for day in (two_days_ago, yesterday):
-        write_certificate(build_certificate(paths.parquet, day, "BTCUSDT"), paths.parquet, day, "BTCUSDT")
+        write_certificate(
+            build_certificate(paths.market_parquet(), day, "BTCUSDT"), paths.market_parquet(), day, "BTCUSDT"
+        )
     midnight = day_start_ms(two_days_ago)
     write_book_validity(
-        paths.parquet, two_days_ago, [(midnight, midnight + 43_200_000), (midnight + 50_400_000, midnight + 57_600_000)]
+        paths.market_parquet(),
+        two_days_ago,
+        [(midnight, midnight + 43_200_000), (midnight + 50_400_000, midnight + 57_600_000)],
     )
 
     with dg.instance_for_test(temp_dir=str(paths.dagster_home)):  # sets DAGSTER_HOME for this block only

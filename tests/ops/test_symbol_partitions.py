@@ -128,7 +128,8 @@ def test_all_selectors_and_junk_never_become_symbol_partitions(tmp_path, monkeyp
         assert registered_symbols(instance) == []
 
         assert compact(tmp_path, instance, name=seal_segment(tmp_path, instance, builder))
-        assert kind_dir(parquet, DAY, "ALL", "events").is_dir() and kind_dir(parquet, DAY, "XRPUSDT", "events").is_dir()
+        usdm = parquet / "market=usdm"  # the legacy folders moved in, then the compaction wrote there
+        assert kind_dir(usdm, DAY, "ALL", "events").is_dir() and kind_dir(usdm, DAY, "XRPUSDT", "events").is_dir()
         assert registered_symbols(instance) == ["BTCUSDT"]
         tick(symbol_partitions, instance, tmp_path)
         assert registered_symbols(instance) == ["BTCUSDT"]
@@ -253,7 +254,7 @@ def test_status_shows_the_certificates_of_the_symbol_partitions_or_of_the_disk_w
     paths = DataPaths.from_root(tmp_path)
     now = time.time()
     yesterday = dt.datetime.fromtimestamp(now, tz=dt.UTC).date() - dt.timedelta(days=1)
-    write_trades(paths.parquet, [(day_start_ms(yesterday) + 1_000, 1, "100", "1", False)], day=yesterday)
+    write_trades(paths.market_parquet(), [(day_start_ms(yesterday) + 1_000, 1, "100", "1", False)], day=yesterday)
     paths.dagster_home.mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(paths.dagster_home)) as instance:
         register_symbols(instance, ["SOLUSDT", "ETHUSDT"])
