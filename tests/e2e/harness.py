@@ -92,9 +92,10 @@ class RunningPipeline:
 
 
 def start_pipeline(
-    data: Path, segment_seconds: float = 5.0, symbols: str = "BTCUSDT", watchdog_s: float = 20.0
+    data: Path, segment_seconds: float = 5.0, symbols: str = "BTCUSDT", watchdog_s: float = 20.0, market: str = "usdm"
 ) -> RunningPipeline:
-    """Launch `python -m harvest_pipeline.cli up --simulate` with short segments and fast refresh knobs."""
+    """Launch `python -m harvest_pipeline.cli up --simulate` on ``market`` with short segments and fast refresh
+    knobs."""
     ui_port, metrics_port = free_port(), free_port()
     log_path = data.parent / f"{data.name}-up-{ui_port}.log"
     env = {
@@ -110,7 +111,7 @@ def start_pipeline(
     argv = [
         sys.executable, "-m", "harvest_pipeline.cli", "up", "--simulate", "--data", str(data),
         "--ui-port", str(ui_port), "--metrics-port", str(metrics_port), "--symbols", symbols,
-        "--segment-seconds", str(segment_seconds),
+        "--segment-seconds", str(segment_seconds), "--market", market,
     ]  # fmt: skip
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,

@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harvest_pipeline.book import build_book, write_book
 from harvest_pipeline.book.replay import replay_day
 from harvest_pipeline.book.sources import read_day_inputs
@@ -36,8 +38,9 @@ def wire_levels(levels: list[list[str]]) -> list[tuple[Decimal, Decimal]]:
     return [(Decimal(price), Decimal(qty)) for price, qty in levels]
 
 
-def record(root: Path, scenario, clock_offset_ms: int = 0, **settings: Any):
-    """Record ``scenario``; returns the simulator (stopped, its true book still answers) and the sealed records."""
+def record(root: Path, scenario, clock_offset_ms: int = 0, market: str = "usdm", symbol: str = SYMBOL, **settings: Any):
+    """Record ``scenario`` on ``market``; returns the simulator (stopped, its true book still answers) and the sealed
+    records."""
     running: list[Any] = []
 
     async def keep_simulator(sim, service):
@@ -47,18 +50,22 @@ def record(root: Path, scenario, clock_offset_ms: int = 0, **settings: Any):
     records, accounting = collect_in_process(
         root,
         keep_simulator,
+        symbols=(symbol,),
         clock=lambda: time.time_ns() + clock_offset_ms * 1_000_000,
-        simulator_settings={"clock_offset_ms": clock_offset_ms},
+        simulator_settings={"clock_offset_ms": clock_offset_ms, "market": market},
+        market=market,
         **settings,
     )
-    compact_and_certify(root / "data", SYMBOL)
+    compact_and_certify(root / "data", symbol, market)
     return running[0], records, accounting
 
 
-def rebuild_and_compare(root: Path, sim, skip_first_day: bool = False) -> dict[dt.date, list[dict[str, Any]]]:
-    """Build each recorded day in order (the first one not at all when ``skip_first_day``) and compare every valid
-    book state with the truth; returns the intervals."""
-    parquet = DataPaths.from_root(root / "data").parquet
+def rebuild_and_compare(
+    root: Path, sim, skip_first_day: bool = False, market: str = "usdm", symbol: str = SYMBOL
+) -> dict[dt.date, list[dict[str, Any]]]:
+    """Build each recorded day of ``symbol`` on ``market`` in order (the first one not at all when
+    ``skip_first_day``) and compare every valid book state with the truth; returns the intervals."""
+    parquet = DataPaths.from_root(root / "data").market_parquet(market)
     days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in parquet.glob("date=*"))
     intervals, compared = {}, 0
     for day in days[1:] if skip_first_day else days:
@@ -67,17 +74,17 @@ def rebuild_and_compare(root: Path, sim, skip_first_day: bool = False) -> dict[d
         def observe(book: Book, states=states) -> None:
             states.append((book.update_id, levels(book.bids), levels(book.asks)))
 
-        replay_day(read_day_inputs(parquet, day, SYMBOL), observe=observe)
+        replay_day(read_day_inputs(parquet, day, symbol), observe=observe)
         for update_id, bids, asks in states:
-            truth = sim.true_book(SYMBOL, update_id, BOOK_DEPTH)
+            truth = sim.true_book(symbol, update_id, BOOK_DEPTH)
             assert truth["update_id"] == update_id, "every diff ends at a boundary of the true book"
             assert (bids, asks) == (wire_levels(truth["bids"]), wire_levels(truth["asks"])), f"book at u={update_id}"
         compared += len(states)
-        built = build_book(parquet, day, SYMBOL)
+        built = build_book(parquet, day, symbol)
         write_book(built, parquet)
         assert built.stats.crossed == 0 and built.ticker_agreement in (None, 1.0)
         for row in built.seconds.filter(built.seconds.column("valid")).to_pylist():
-            truth = sim.true_book(SYMBOL, row["last_update_id"], BOOK_DEPTH)
+            truth = sim.true_book(symbol, row["last_update_id"], BOOK_DEPTH)
             assert [(p, q) for p, q in zip(row["bid_prices"], row["bid_qtys"], strict=True)] == wire_levels(
                 truth["bids"]
             )
@@ -135,6 +142,27 @@ def test_a_write_loss_ends_a_valid_interval_with_its_reason_and_a_snapshot_start
     assert records_of(records, "write_loss", DEPTH), "the full disk cost depth frames"
     [loss] = assert_each_break_restarts_from_a_snapshot(intervals, breaks=1)
     assert loss["end_reason"].startswith("write loss"), loss
+
+
+@pytest.mark.parametrize(("market", "symbol"), [("spot", "BTCUSDT"), ("coinm", "BTCUSD_PERP")])
+def test_on_spot_and_coin_m_a_broken_depth_chain_ends_a_valid_interval_and_every_valid_book_is_the_true_one(
+    tmp_path, market, symbol
+):
+    """Spot's diffs name no ``pu``: the chain is ``U`` = previous ``u`` + 1, which compaction stores as ``U - 1``; the
+    book built from them must equal the simulator's after every diff, and a skipped diff must end the interval."""
+
+    async def scenario(sim, service):
+        await asyncio.sleep(2.5)
+        await sim.apply_fault({"fault": "break_pu", "symbol": symbol})
+        await asyncio.sleep(3.0)
+
+    sim, records, _ = record(tmp_path, scenario, market=market, symbol=symbol)
+
+    [(_, intervals)] = rebuild_and_compare(tmp_path, sim, market=market, symbol=symbol).items()
+    [broken] = assert_each_break_restarts_from_a_snapshot(intervals, breaks=1)
+    chain = "U chain break" if market == "spot" else "pu chain break"
+    assert chain in broken["end_reason"], broken
+    assert records_of(records, "gap", f"{symbol.lower()}@depth@100ms"), "the collector recorded the break"
 
 
 def offset_to_midnight(seconds_before: float) -> tuple[int, int]:
