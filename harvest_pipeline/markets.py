@@ -17,6 +17,7 @@ USDⓈ-M: ``BTCUSDT`` (USDⓈ-M, as before markets existed), ``spot:BTCUSDT``, `
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,25 +98,19 @@ USDM = Market(
     default_symbols=("BTCUSDT",),
     dialect="futures",
 )
-COINM = Market(
+COINM = dataclasses.replace(
+    USDM,
     name="coinm",
     title="COIN-M futures",
     ws_base="wss://dstream.binance.com",
     rest_base="https://dapi.binance.com",
     rest_prefix="/dapi/v1",
     routed=False,
-    depth_chain="pu",
-    snapshot_limit=1000,
-    snapshot_weight=20,
-    weight_per_minute=2400,
     listing_status_key="contractStatus",
     volume_key="baseVolume",
-    stream_kinds=_FUTURES_KINDS,
-    default_stream_kinds=_FUTURES_DEFAULTS,
-    has_open_interest=True,
     default_symbols=("BTCUSD_PERP",),
-    dialect="futures",
 )
+"""USDⓈ-M's messages and rules on other hosts, unrouted, with COIN-M's listing and volume fields."""
 SPOT = Market(
     name="spot",
     title="spot",

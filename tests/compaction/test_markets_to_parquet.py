@@ -20,14 +20,12 @@ from assets.consolidation import daily_consolidation
 from assets.features import features_1s
 from assets.resources import HarvestStorage
 from harvest_pipeline.compaction import compact_segment, reconcile
-from harvest_pipeline.completeness import build_certificate, write_certificate
 from harvest_pipeline.features.table import FeatureParams, build_features, features_path
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.segments import list_sealed_segments
-from harvest_pipeline.store.consolidation import consolidate
 from harvest_pipeline.symbol_partitions import registered_symbols
 from tests.collector.harness import collect_in_process
-from tests.e2e.healing import CERTIFIED_KINDS
+from tests.e2e.healing import certify_days
 from tests.e2e.readme import sql_statements
 from tests.ops.compacted import compact
 
@@ -69,18 +67,6 @@ def stream_rows(parquet_root: Path, kind: str, stream_kind: str, id_column: str)
         f"SELECT lower(symbol) || '@{stream_kind}', {id_column} "
         f"FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true)"
     ).fetchall()
-
-
-def certify(root: Path, symbol: str) -> dict[dt.date, list[dict]]:
-    """Consolidate and certify every recorded day of ``symbol`` in order (as the nightly runs do)."""
-    certificates = {}
-    for day in sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in root.glob("date=*")):
-        for kind in CERTIFIED_KINDS:
-            consolidate(root, day, symbol, kind)
-        table = build_certificate(root, day, symbol)
-        write_certificate(table, root, day, symbol)
-        certificates[day] = table.to_pylist()
-    return certificates
 
 
 @pytest.mark.parametrize("market", ["spot", "coinm"])
@@ -133,7 +119,7 @@ def test_each_market_reconciles_per_stream_certifies_and_feeds_the_features(tmp_
 
     day = dt.datetime.now(dt.UTC).date()
     for symbol in symbols:
-        certificates = certify(root, symbol)
+        certificates = certify_days(root, symbol)
         rows = [row for rows in certificates.values() for row in rows]
         assert rows and all(row["certified"] for row in rows), rows
         if day in certificates:

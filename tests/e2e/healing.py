@@ -26,21 +26,26 @@ CERTIFIED_KINDS = ("prices", "orderbook", "depth_snapshot", "events")
 
 
 def compact_and_certify(data_root: Path, symbol: str, market: str = "usdm") -> dict[dt.date, list[dict[str, Any]]]:
-    """Compact every sealed segment (each must reconcile line for line), consolidate each day of ``symbol`` on
-    ``market``, and build its certificates in date order; returns the certificate rows per day."""
+    """Compact every sealed segment (each must reconcile line for line), then ``certify_days`` of ``symbol`` on
+    ``market``; returns the certificate rows per day."""
     paths = DataPaths.from_root(data_root)
     for sealed in list_sealed_segments(paths.sealed_segments):
         report = compact_segment(sealed, paths)
         check = reconcile(report)
         assert check.passed, check.detail
-    parquet = paths.market_parquet(market)
-    days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in parquet.glob("date=*"))
+    return certify_days(paths.market_parquet(market), symbol)
+
+
+def certify_days(parquet_root: Path, symbol: str) -> dict[dt.date, list[dict[str, Any]]]:
+    """Consolidate each recorded day of ``symbol`` and build its certificate, in date order (as the nightly runs
+    do); returns the certificate rows per day."""
+    days = sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in parquet_root.glob("date=*"))
     certificates = {}
     for day in days:
         for kind in CERTIFIED_KINDS:
-            consolidate(parquet, day, symbol, kind)
-        table = build_certificate(parquet, day, symbol)
-        write_certificate(table, parquet, day, symbol)
+            consolidate(parquet_root, day, symbol, kind)
+        table = build_certificate(parquet_root, day, symbol)
+        write_certificate(table, parquet_root, day, symbol)
         certificates[day] = table.to_pylist()
     return certificates
 
