@@ -9,7 +9,7 @@ from assets.metadata import COLUMN_SCHEMA, OWNERS, ROW_COUNT, code_version, tabl
 from assets.resources import HarvestStorage
 from harvest_pipeline.atomic_write import write_bytes_atomically
 from harvest_pipeline.dagster_home import DUCKDB_POOL
-from harvest_pipeline.features.chart import render_chart
+from harvest_pipeline.features.chart import read_day_book_depth, render_features_chart
 from harvest_pipeline.features.quality import (
     MAX_EMPTY_MINUTE_RATE,
     MAX_LATENCY_P50_MS,
@@ -96,7 +96,8 @@ def features_1s(
     parquet_root = storage.parquet_root(market)
     feature_day = build_features(parquet_root, day, symbol, config.params_for(symbol))
     path = write_features(feature_day, parquet_root)
-    png = render_chart(feature_day.table, f"{market.partition_key(symbol)} {day} features_1s")
+    book = read_day_book_depth(parquet_root, day, symbol)  # its depth panel, when the day's book is built
+    png = render_features_chart(feature_day.table, f"{market.partition_key(symbol)} {day} features_1s", book)
     chart_path = path.with_name("chart.png")  # on disk, not in the event log: refreshed up to ~480 times a day
     write_bytes_atomically(chart_path, png)
     trades = feature_day.table.column("trade_count").to_numpy()

@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "harvest_pipeline.simulator.command",
     "harvest_pipeline.collector.command",
     "harvest_pipeline.features.command",
+    "harvest_pipeline.features.plot_command",
     "harvest_pipeline.backfill.command",
     "harvest_pipeline.up",
     "harvest_pipeline.status",
