@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "harvest_pipeline.features.command",
     "harvest_pipeline.features.plot_command",
     "harvest_pipeline.backfill.command",
+    "harvest_pipeline.reading.sql_command",
     "harvest_pipeline.up",
     "harvest_pipeline.status",
 ]

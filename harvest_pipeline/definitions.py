@@ -7,6 +7,7 @@ The assets form one graph: ``sealed_segments`` (external) -> the raw kinds -> th
 import dagster as dg
 
 from assets.book import BOOK_ASSETS
+from assets.catalog import reading_catalog
 from assets.compaction import COMPACTION_ASSETS, COMPACTION_JOB
 from assets.completeness import COMPLETENESS_ASSETS
 from assets.consolidation import CONSOLIDATION_ASSETS
@@ -27,6 +28,7 @@ defs = dg.Definitions(
         *BOOK_ASSETS,
         *FEATURE_ASSETS,
         *TRADE_BACKFILL_ASSETS,
+        reading_catalog,
     ],
     jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS],
     sensors=[*COMPACTION_SENSORS, *SYMBOL_SENSORS, *FEATURE_SENSORS],

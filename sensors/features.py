@@ -58,7 +58,8 @@ HARVEST_AUTOMATION = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=AUTOMATION_INTERVAL_S,
     emit_backfills=False,
-    description="Nightly consolidation of yesterday and features rebuilt after a day's consolidation.",
+    description="Nightly consolidation of yesterday, features rebuilt after a day's consolidation, and the reading "
+    "catalog (catalog.duckdb) every hour.",
 )
 """Runs, not backfills: one run per day x symbol, like the schedule and sensor runs it replaces or follows."""
 

@@ -183,8 +183,6 @@ def _ms(value: int | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
 
 
-
-
 def open(root: str | os.PathLike[str] | None = None, market: str | None = None) -> Store:  # noqa: A001 - hp.open
     """The store of the installation at ``root`` (default: the installation settings' data root, ``./data``), read
     for ``market`` unless a call names another (default: the settings' market)."""

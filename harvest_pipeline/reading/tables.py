@@ -62,12 +62,15 @@ def table_sql(kind: ReadableKind, folders: list[FolderFiles], where: str) -> str
 
 
 def _deduplicated(kind: ReadableKind, files: list[Path]) -> str:
+    return f"SELECT * FROM ({_select(kind, files)}) QUALIFY {first_of_identity(kind)}"
+
+
+def first_of_identity(kind: ReadableKind) -> str:
+    """The condition keeping one row per identity (date, symbol, the kind's keys): ``KEEP_FIRST``, then receive
+    order, the rule consolidation uses."""
     keep_first = f"{kind.keep_first}, " if kind.keep_first else ""
     partition = ", ".join([*PARTITION_COLUMNS, *kind.keys])
-    return (
-        f"SELECT * FROM ({_select(kind, files)}) "
-        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {keep_first}recv_time_ns, segment, line) = 1"
-    )
+    return f"row_number() OVER (PARTITION BY {partition} ORDER BY {keep_first}recv_time_ns, segment, line) = 1"
 
 
 def _select(kind: ReadableKind, files: list[Path]) -> str:
