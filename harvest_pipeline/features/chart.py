@@ -139,7 +139,8 @@ def _level_one(levels: pa.ChunkedArray) -> np.ndarray:
 def _level_sum(levels: pa.ChunkedArray) -> np.ndarray:
     """The sum of each row's levels, NaN where a row is null."""
     rows, values = _level_values(levels)
-    out = np.bincount(rows, weights=values, minlength=len(levels))
+    # float even when no row has a level (numpy's bincount of nothing is integer zeros)
+    out = np.bincount(rows, weights=values, minlength=len(levels)).astype(float)
     out[pc.is_null(levels).to_numpy(zero_copy_only=False)] = np.nan
     return out
 
