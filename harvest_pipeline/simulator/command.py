@@ -17,6 +17,7 @@ from harvest_pipeline.markets import DEFAULT_MARKET, MARKETS
 from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.faults import FaultError, parse_fault
 from harvest_pipeline.simulator.instruments import default_symbols
+from harvest_pipeline.simulator.latency import BURST_MEAN_GAP_S, DEFAULT_PUBLISH_LATENCY_MS, TAIL_RATIO, parse_latency
 from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 from harvest_pipeline.simulator.server import running_simulator
 
@@ -74,7 +75,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=LIQUIDATION_SHARE,
         help=f"share of market orders that are liquidations, on @forceOrder (default {LIQUIDATION_SHARE})",
     )
-    parser.add_argument("--ready-file", type=Path, help="write the bases and pid here (atomically) once listening")
+    parser.add_argument(
+        "--publish-latency-ms",
+        default="{:g},{:g}".format(*DEFAULT_PUBLISH_LATENCY_MS),
+        help=f"matching to publishing, E - T: 'median' (p99 = median x {TAIL_RATIO}) or 'median,p99' in ms, with a "
+        f"burst about every {BURST_MEAN_GAP_S:.0f} s; 0: E == T (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve wss:// and https:// with a self-signed certificate for 127.0.0.1/localhost, written to "
+        "<ready file stem>.ca.pem (or a temporary directory) for clients to trust; the admin API stays plain HTTP",
+    )
+    parser.add_argument(
+        "--ready-file", type=Path, help="write the bases, pid and ca_file here (atomically) once listening"
+    )
     parser.add_argument("--accounting-file", type=Path, help="write the accounting JSON here on shutdown")
     parser.add_argument(
         "--fault",
@@ -120,6 +135,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         liquidation_share=args.liquidation_share,
         replay=tuple(args.replay),
         replay_speed=args.speed,
+        publish_latency_ms=parse_latency(args.publish_latency_ms),
+        tls=args.tls,
     )
 
 
@@ -129,10 +146,12 @@ async def serve_until_signalled(config: SimulatorConfig, ready_file: Path | None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running_simulator(config) as sim:
+    ca_file = ready_file.with_name(f"{ready_file.stem}.ca.pem") if ready_file is not None else None
+    async with running_simulator(config, ca_file) as sim:
         if ready_file is not None:
             bases = {"ws_base": sim.ws_base, "rest_base": sim.rest_base, "admin_base": sim.admin_base}
-            write_json_atomically(ready_file, {**bases, "pid": os.getpid()})
+            ca = str(sim.ca_file) if sim.ca_file is not None else None
+            write_json_atomically(ready_file, {**bases, "pid": os.getpid(), "ca_file": ca})
         await stop.wait()
         log.info("simulator stopping on signal")
     if accounting_file is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from harvest_pipeline.markets import DEFAULT_MARKET, market
 from harvest_pipeline.simulator.instruments import default_symbols, instrument
+from harvest_pipeline.simulator.latency import DEFAULT_PUBLISH_LATENCY_MS, LatencySetting, latency_quantiles
 from harvest_pipeline.simulator.market import LIQUIDATION_SHARE
 
 
@@ -51,6 +52,12 @@ class SimulatorConfig:
     replay: tuple[Path, ...] = ()
     """Segments to replay instead of running the market model."""
     replay_speed: float = 1.0
+    publish_latency_ms: LatencySetting = DEFAULT_PUBLISH_LATENCY_MS
+    """Matching to publishing (``E - T``): ``median`` or ``(median, p99)`` ms, with rare bursts; 0: ``E == T``
+    (``harvest_pipeline.simulator.latency``)."""
+    tls: bool = False
+    """Serve websockets and REST over TLS (``wss://``, ``https://``) with a self-signed certificate for 127.0.0.1 and
+    localhost, made at start (``Simulator.ca_file``); the admin API stays plain HTTP."""
 
     def exchange_ms(self) -> int:
         """The exchange's clock: wall-clock milliseconds plus ``clock_offset_ms``."""
@@ -77,5 +84,6 @@ class SimulatorConfig:
             raise ValueError(f"book_history_s must be > 0, got {self.book_history_s}")
         if not 0 <= self.liquidation_share <= 1:
             raise ValueError(f"liquidation_share must be within 0..1, got {self.liquidation_share}")
+        latency_quantiles(self.publish_latency_ms)
         if self.send_queue_frames < 1:
             raise ValueError(f"send_queue_frames must be >= 1, got {self.send_queue_frames}")

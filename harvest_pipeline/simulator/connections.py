@@ -77,7 +77,8 @@ class ClientConnection:
 
     @property
     def route(self) -> str | None:
-        """``public`` or ``market``; None on an unrouted market (every stream is delivered)."""
+        """``public``, ``market``, ``private`` or ``legacy`` on a routed market; None on an unrouted one (every
+        stream is delivered)."""
         return self.record.route
 
     def control_rate_exceeded(self, now: float, per_second: int) -> bool:
@@ -163,8 +164,8 @@ class Hub:
         return bool(self._subscribers.get(stream))
 
     def subscribe(self, conn: ClientConnection, streams: Iterable[str]) -> None:
-        """Add streams to a connection. A stream on the wrong route is listed but never delivered (Binance routing);
-        a connection of an unrouted market gets every stream."""
+        """Add streams to a connection. A stream on the wrong route is listed but never delivered (Binance routing),
+        so ``private`` and ``legacy`` connections get nothing; a connection of an unrouted market gets every stream."""
         for stream in streams:
             if stream in conn.streams:
                 continue

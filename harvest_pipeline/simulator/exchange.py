@@ -6,7 +6,9 @@ exchange clock: at each 250 ms boundary the current 1-minute kline goes out, at 
 the open interest step and ``@markPrice@1s`` goes out (``@markPrice`` every third second), at each minute the finished
 kline goes out closed, and the latest liquidation of each second goes out when that second has ended (on spot, which
 has neither, the mark price model and the liquidations run unpublished, and the diffs of each second go out merged on
-``@depth``). Every frame and REST body is formatted in the market's dialect (``dialects``). The content of
+``@depth``). Every frame and REST body is formatted in the market's dialect (``dialects``). The trades, best
+bid/ask changes and depth diffs of a tick carry the tick's clock as their matching time ``T`` and an event time ``E``
+that many milliseconds later (``latency``), and go out once the exchange clock reaches that ``E``. The content of
 tick N depends only on the seed, the rate and the faults, never on timing, so a seed reproduces the same trades and
 diffs (prices, quantities, sides). Only the timestamps, the ids and what is sampled at clock boundaries (the mid the
 mark price model sees, which minute a trade falls in) are wall clock: ids start from the run's start time, so a
@@ -32,6 +34,7 @@ from harvest_pipeline.simulator.faults import FaultState
 from harvest_pipeline.simulator.ids import MAX_EVENTS_PER_TICK, FirstIds, first_ids_at
 from harvest_pipeline.simulator.instruments import Instrument, instrument
 from harvest_pipeline.simulator.klines import KlineSeries
+from harvest_pipeline.simulator.latency import DelayedPublisher, PublishLatency
 from harvest_pipeline.simulator.liquidations import LiquidationWindow
 from harvest_pipeline.simulator.listings import SETTLING, TRADING, ListingChange, ListingError, listing_instrument
 from harvest_pipeline.simulator.market import SymbolMarket, Trade
@@ -118,6 +121,8 @@ class Exchange:
         self.rate = config.rate
         self.hub = hub
         self.faults = faults
+        self.latency = PublishLatency(config.publish_latency_ms, config.seed, start_ms)
+        self.publisher = DelayedPublisher(hub, config.exchange_ms)
         first_ids = first_ids_at(start_ms)
         self.feeds = {
             symbol: SymbolFeed(instrument(symbol, config.market), config, first_ids, start_ms)
@@ -135,34 +140,42 @@ class Exchange:
     def run_tick(self, now_ms: int, now: float) -> None:
         """Advance every symbol by one 10 ms tick and publish what happened (``now_ms`` is the exchange clock,
         ``now`` the loop clock for faults)."""
+        self.publisher.start_tick(now_ms, now)
         new_second = now_ms >= self.next_second_ms
         if new_second:
             for feed in self.trading.values():
                 self._close_windows(feed, now_ms, now)
         multiplier = self.rate * self.faults.rate_multiplier(now)
-        hub, dialect = self.hub, self.dialect
+        hub, dialect, publish, latency = self.hub, self.dialect, self.publisher.publish, self.latency
+        event_ms = latency.event_ms
         for feed in self.trading.values():
             spec, market = feed.spec, feed.market
             events = min(market.event_count(TICK_S, multiplier), MAX_EVENTS_PER_TICK)
             trades, tops = market.step(events)
+            delay = latency.draw_ms(now_ms)
             if trades:
                 feed.remember(trades, now_ms)
                 if hub.wants(feed.agg_stream):
+                    agg_ms = event_ms(feed.agg_stream, now_ms, delay)
                     for trade in trades:
-                        hub.publish(feed.agg_stream, trade.agg_id, dialect.agg_trade(spec, trade, now_ms, now_ms), now)
+                        publish(feed.agg_stream, trade.agg_id, dialect.agg_trade(spec, trade, agg_ms, now_ms), agg_ms)
                 if hub.wants(feed.trade_stream):
+                    trade_ms = event_ms(feed.trade_stream, now_ms, delay)
                     for trade in trades:
-                        for trade_id, payload in dialect.individual_trades(spec, trade, now_ms, now_ms):
-                            hub.publish(feed.trade_stream, trade_id, payload, now)
+                        for trade_id, payload in dialect.individual_trades(spec, trade, trade_ms, now_ms):
+                            publish(feed.trade_stream, trade_id, payload, trade_ms)
                 if market.forced_orders:
                     feed.liquidations.record(market.take_forced_orders(), now_ms)
             if tops and hub.wants(feed.ticker_stream):
+                ticker_ms = event_ms(feed.ticker_stream, now_ms, delay)
                 for top in tops:
-                    hub.publish(feed.ticker_stream, top.update_id, dialect.book_ticker(spec, top, now_ms), now)
+                    publish(
+                        feed.ticker_stream, top.update_id, dialect.book_ticker(spec, top, ticker_ms, now_ms), ticker_ms
+                    )
         self.ticks += 1
         if self.ticks % TICKS_PER_DEPTH_FRAME == 0:
             for feed in self.trading.values():
-                self._publish_depth(feed, now_ms, now)
+                self._publish_depth(feed, now_ms)
         if now_ms >= self.next_update_ms:
             self.next_update_ms = (now_ms // KLINE_UPDATE_MS + 1) * KLINE_UPDATE_MS
             self._publish_on_the_clock(now_ms, now, new_second)
@@ -201,7 +214,7 @@ class Exchange:
             mark = feed.mark.step(feed.mid_e8(), now_ms)
             feed.open_interest.step(feed.klines.total_lots)
             if self.publishes_slow_depth:
-                self._publish_slow_depth(feed, now_ms, now)
+                self._publish_slow_depth(feed, now_ms)
             if not self.publishes_marks:
                 continue
             if hub.wants(feed.mark_stream):
@@ -209,13 +222,15 @@ class Exchange:
             if slow_mark and hub.wants(feed.slow_mark_stream):
                 hub.publish(feed.slow_mark_stream, now_ms, wire.mark_price_update(spec, mark, now_ms), now)
 
-    def _publish_slow_depth(self, feed: SymbolFeed, now_ms: int, now: float) -> None:
+    def _publish_slow_depth(self, feed: SymbolFeed, now_ms: int) -> None:
         merged = feed.slow_diffs.take()
         if merged is not None and self.hub.wants(feed.slow_diff_stream):
-            payload = self.dialect.depth_update(feed.spec, merged, now_ms, merged.bids, merged.asks)
-            self.hub.publish(feed.slow_diff_stream, merged.last_update_id, payload, now)
+            latency = self.latency
+            event_ms = latency.event_ms(feed.slow_diff_stream, now_ms, latency.draw_ms(now_ms))
+            payload = self.dialect.depth_update(feed.spec, merged, event_ms, now_ms, merged.bids, merged.asks)
+            self.publisher.publish(feed.slow_diff_stream, merged.last_update_id, payload, event_ms)
 
-    def _publish_depth(self, feed: SymbolFeed, now_ms: int, now: float) -> None:
+    def _publish_depth(self, feed: SymbolFeed, now_ms: int) -> None:
         market = feed.market
         diff = market.take_diff()
         if diff is None:
@@ -225,13 +240,17 @@ class Exchange:
         if self.faults.take_break_pu(feed.spec.symbol):
             feed.slow_diffs.reset()
             return
+        latency, publish = self.latency, self.publisher.publish
+        delay = latency.draw_ms(now_ms)
         if hub.wants(feed.diff_stream):
-            payload = dialect.depth_update(feed.spec, diff, now_ms, diff.bids, diff.asks)
-            hub.publish(feed.diff_stream, diff.last_update_id, payload, now)
+            event_ms = latency.event_ms(feed.diff_stream, now_ms, delay)
+            payload = dialect.depth_update(feed.spec, diff, event_ms, now_ms, diff.bids, diff.asks)
+            publish(feed.diff_stream, diff.last_update_id, payload, event_ms)
         if hub.wants(feed.partial_stream):
             bids, asks = market.depth(wire.PARTIAL_DEPTH_LEVELS)
-            payload = dialect.partial_depth(feed.spec, diff, now_ms, bids, asks)
-            hub.publish(feed.partial_stream, diff.last_update_id, payload, now)
+            event_ms = latency.event_ms(feed.partial_stream, now_ms, delay)
+            payload = dialect.partial_depth(feed.spec, diff, event_ms, now_ms, bids, asks)
+            publish(feed.partial_stream, diff.last_update_id, payload, event_ms)
         if self.publishes_slow_depth:
             if hub.wants(feed.slow_diff_stream):
                 feed.slow_diffs.add(diff)

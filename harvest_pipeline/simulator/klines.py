@@ -4,7 +4,8 @@ Pure: no clock, no I/O. Prices are integer ticks, quantities integer lots and qu
 ``ticks * lots``, as in ``market``. Minutes are UTC minutes of whatever clock the caller passes (the exchange's). Adding
 trades only queues them; they are folded into the current minute, a handful of integer operations each, when the
 minute is next read or closed (so the 10 ms hot path pays for a list extend). The last day of closed minutes is kept
-(at most 1,439 of them), so the 24 h statistics are a sum over at most 1,440 minutes, computed when asked for.
+(at most 1,439 of them), so the 24 h statistics are a sum over at most 1,440 minutes, computed when asked for, and
+REST ``klines`` of any interval up to a day are merged from them (``select_klines``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ from harvest_pipeline.simulator.market import Trade, trade_lots
 
 MINUTE_MS = 60_000
 DAY_MINUTES = 1_440
+INTERVAL_MS = {
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": 60 * MINUTE_MS,
+    "2h": 120 * MINUTE_MS,
+    "4h": 240 * MINUTE_MS,
+    "1d": DAY_MINUTES * MINUTE_MS,
+}
+"""The kline intervals REST serves, merged from the kept minutes (each starts at a multiple of its length)."""
 
 
 @dataclass(slots=True)
@@ -38,11 +51,13 @@ class Kline:
     taker_buy_tick_lots: int = 0
     first_id: int = -1
     last_id: int = -1
+    span_ms: int = MINUTE_MS
+    """The kline's length: a minute, or the interval of a merged REST kline."""
 
     @property
     def close_ms(self) -> int:
-        """The last millisecond of the minute (Binance's ``T``)."""
-        return self.open_ms + MINUTE_MS - 1
+        """The last millisecond of the kline (Binance's ``T``)."""
+        return self.open_ms + self.span_ms - 1
 
     @property
     def count(self) -> int:
@@ -165,3 +180,43 @@ class KlineSeries:
         self._total_lots += lots
         self._last_trade = last
         trades.clear()
+
+
+def select_klines(
+    series: KlineSeries, interval_ms: int, start_ms: int | None, end_ms: int | None, limit: int
+) -> list[Kline]:
+    """Binance's REST answer: klines of ``interval_ms`` merged from the kept minutes (the current one included), with
+    an open time from ``start_ms`` to ``end_ms``: the oldest ``limit`` of them from ``start_ms`` when given, otherwise
+    the newest ``limit``."""
+    buckets: dict[int, list[Kline]] = {}
+    for minute in [*series.closed, series.current]:
+        buckets.setdefault(minute.open_ms - minute.open_ms % interval_ms, []).append(minute)
+    klines = [
+        merge_minutes(minutes, open_ms, interval_ms)
+        for open_ms, minutes in buckets.items()
+        if (start_ms is None or open_ms >= start_ms) and (end_ms is None or open_ms <= end_ms)
+    ]
+    return klines[:limit] if start_ms is not None else klines[-limit:]
+
+
+def merge_minutes(minutes: list[Kline], open_ms: int, interval_ms: int) -> Kline:
+    """One kline of ``interval_ms`` from its minutes (oldest first): open, high and low of the minutes with trades
+    (the first minute's open without any, as a minute without trades), the last close, summed volumes."""
+    traded = [minute for minute in minutes if minute.first_id >= 0]
+    if not traded:
+        price = minutes[0].open
+        return Kline(open_ms, price, price, price, minutes[-1].close, span_ms=interval_ms)
+    return Kline(
+        open_ms,
+        traded[0].open,
+        max(minute.high for minute in traded),
+        min(minute.low for minute in traded),
+        minutes[-1].close,
+        sum(minute.lots for minute in traded),
+        sum(minute.tick_lots for minute in traded),
+        sum(minute.taker_buy_lots for minute in traded),
+        sum(minute.taker_buy_tick_lots for minute in traded),
+        traded[0].first_id,
+        traded[-1].last_id,
+        interval_ms,
+    )

@@ -1,29 +1,33 @@
-"""The REST endpoints: depth snapshots, aggregate trades, exchange info, open interest, 24 h statistics and the
-premium index, with Binance's request-weight budget.
+"""The REST endpoints: depth snapshots, aggregate and individual trades, klines, the best bid/ask, exchange info, open
+interest, 24 h statistics and the premium index, with Binance's request-weight budget.
 
 Which endpoints a market has, under which prefix (``/fapi/v1/``, ``/dapi/v1/``, ``/api/v3/``), what they weigh and
 which depth limits they take is the market's dialect (``dialects``); an endpoint the market lacks answers 404 like any
 unknown path under its prefix.
 
 Every response carries ``X-MBX-USED-WEIGHT-1M``. A request that would exceed the per-minute budget gets HTTP 429 with
-``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose. The
-weight charged per clock minute and the rows of every HTTP 200 answer per endpoint and symbol go to the accounting
-(``RestTally``).
+``Retry-After`` (seconds to the next minute); the ``rest_status`` fault makes the next requests fail on purpose, with
+the code Binance sends with that status (``rest_params``). The weight charged per clock minute and the rows of every
+HTTP 200 answer per endpoint and symbol go to the accounting (``RestTally``). Parameters are read and refused as
+Binance does (``rest_params``); trades, klines and the best bid/ask come from the exchange's model, depth and
+aggTrades from the market state (the model's, or the replay's).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from harvest_pipeline.simulator import wire
+from harvest_pipeline.simulator import rest_params, wire
 from harvest_pipeline.simulator.accounting import RestTally
-from harvest_pipeline.simulator.exchange import Exchange
+from harvest_pipeline.simulator.exchange import Exchange, SymbolFeed
 from harvest_pipeline.simulator.faults import FaultState
-from harvest_pipeline.simulator.trade_history import MAX_TIME_WINDOW_MS, AggTradeQuery
+from harvest_pipeline.simulator.klines import INTERVAL_MS, select_klines
+from harvest_pipeline.simulator.rest_params import RestError, integer, limit_of, optional_integer, time_window
+from harvest_pipeline.simulator.trade_history import MAX_TIME_WINDOW_MS, AggTradeQuery, select_individual
 
 NO_SYMBOL = ""
 """The accounting's symbol for answers about no symbol (exchangeInfo, time, ping)."""
@@ -38,14 +42,6 @@ class RestResponse(NamedTuple):
     status: int
     headers: dict[str, str]
     body: bytes
-
-
-class RestError(Exception):
-    """A request Binance would answer with HTTP 400 and an error code."""
-
-    def __init__(self, code: int, message: str, status: int = 400):
-        super().__init__(message)
-        self.code, self.status = code, status
 
 
 class WeightBudget:
@@ -92,8 +88,10 @@ class MarketState(Protocol):
         ...
 
 
-Route = tuple[Callable[[dict[str, str]], int], Callable[[dict[str, str]], Answer]]
+Route = tuple[Callable[[Mapping[str, str]], int], Callable[[dict[str, str]], Answer]]
 """An endpoint's request weight and answer, both from the query."""
+NEEDS_API_KEY = frozenset({"historicalTrades"})
+"""Endpoints answered only with an ``X-MBX-APIKEY`` header (any non-empty key)."""
 
 
 class RestApi:
@@ -121,6 +119,10 @@ class RestApi:
         depth_rule = dialect.depth_rule
         answers: dict[str, Callable[[dict[str, str]], Answer]] = {
             "aggTrades": self._agg_trades,
+            "trades": self._trades,
+            "historicalTrades": self._trades,
+            "klines": self._klines,
+            "ticker/bookTicker": self._book_ticker,
             "exchangeInfo": self._exchange_info,
             "time": lambda q: (b'{"serverTime":%d}' % self.clock_ms(), [NO_SYMBOL]),
             "ping": lambda q: (b"{}", [NO_SYMBOL]),
@@ -129,36 +131,37 @@ class RestApi:
             "premiumIndex": self._premium_index,
         }
         self._routes: dict[str, Route] = {
-            "depth": (lambda q: depth_rule.weight(_int(q, "limit", depth_rule.default_limit)), self._depth)
+            "depth": (lambda q: depth_rule.weight(integer(q, "limit", depth_rule.default_limit)), self._depth)
         }
-        for endpoint, weights in dialect.rest_weights.items():
-            self._routes[endpoint] = (_weight_of(weights), answers[endpoint])
+        for endpoint, weight in dialect.rest_weights.items():
+            self._routes[endpoint] = (weight, answers[endpoint])
 
     def handles(self, path: str) -> bool:
         """Whether ``path`` (with its query) is a REST request: anything under the market's API root (``/fapi/``)."""
         return urlsplit(path).path.startswith(self._api_root)
 
-    def answer(self, path: str) -> RestResponse:
-        """The response to ``GET path``."""
+    def answer(self, path: str, headers: Mapping[str, str] | None = None) -> RestResponse:
+        """The response to ``GET path`` with request ``headers``."""
         url = urlsplit(path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         self.tally.requests += 1
         forced = self.faults.take_rest_status()
         if forced is not None:
             status, retry_after = forced
-            headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
-            return self._reject(status, headers, -1003, f"simulated HTTP {status}")
+            retry_headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
+            return self._reject(status, retry_headers, *rest_params.forced_error(status))
         endpoint = url.path.removeprefix(self.prefix)
         route = self._routes.get(endpoint) if url.path.startswith(self.prefix) else None
         if route is None:
             return self._respond(404, wire.rest_error(-1000, f"unknown endpoint {url.path}"))
         weight_of, build = route
         try:
+            if endpoint in NEEDS_API_KEY:
+                rest_params.require_api_key(headers or {})
             weight = weight_of(query)
             if not self.budget.try_charge(weight):
                 retry = str(self.budget.seconds_to_reset())
-                message = "Too many requests; current request weight budget is used up, back off."
-                return self._reject(429, {"Retry-After": retry}, -1003, message)
+                return self._reject(429, {"Retry-After": retry}, *rest_params.TOO_MANY_REQUESTS)
             self.tally.charge(weight, self.budget.minute)
             body, symbols = build(query)
             self.tally.count_answer(endpoint, symbols)
@@ -177,7 +180,7 @@ class RestApi:
     def _depth(self, query: dict[str, str]) -> Answer:
         rule = self.dialect.depth_rule
         try:
-            limit = rule.levels(_int(query, "limit", rule.default_limit))
+            limit = rule.levels(integer(query, "limit", rule.default_limit))
         except ValueError as exc:
             raise RestError(-1130, str(exc)) from None
         symbol = query.get("symbol", "")
@@ -187,27 +190,60 @@ class RestApi:
             raise RestError(-1121, str(exc)) from None
 
     def _agg_trades(self, query: dict[str, str]) -> Answer:
-        limit = _int(query, "limit", 500)
-        if not 1 <= limit <= 1000:
-            raise RestError(-1130, f"Invalid limit {limit}; it must be 1..1000.")
-        selection = AggTradeQuery(
-            _optional_int(query, "fromId"), _optional_int(query, "startTime"), _optional_int(query, "endTime"), limit
-        )
-        if (
-            selection.start_ms is not None
-            and selection.end_ms is not None
-            and selection.end_ms - selection.start_ms >= MAX_TIME_WINDOW_MS
-        ):
-            raise RestError(-1127, "More than 1 hours between startTime and endTime.")
+        limit = limit_of(query, 500, 1000)
+        start_ms, end_ms = time_window(query, MAX_TIME_WINDOW_MS)
+        selection = AggTradeQuery(optional_integer(query, "fromId"), start_ms, end_ms, limit)
         symbol = query.get("symbol", "")
         try:
             return self.market.agg_trades_body(symbol, selection, self.clock_ms()), [symbol.upper()]
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
 
+    def _trades(self, query: dict[str, str]) -> Answer:
+        """``trades`` (the newest) and ``historicalTrades`` (from ``fromId``): the individual trades of the model."""
+        limit = limit_of(query, 500, 1000)
+        feed = self._feed(query)
+        trades = select_individual(feed.history, optional_integer(query, "fromId"), limit, self.clock_ms())
+        return wire.rest_rows([self.dialect.trade_row(feed.spec, trade) for trade in trades], True), [feed.spec.symbol]
+
+    def _klines(self, query: dict[str, str]) -> Answer:
+        feed = self._feed(query)
+        interval_ms = INTERVAL_MS.get(rest_params.required(query, "interval"))
+        if interval_ms is None:
+            raise RestError(-1120, f"Invalid interval; valid intervals are {', '.join(INTERVAL_MS)}.")
+        limit = limit_of(query, 500, 1500)
+        start_ms, end_ms = time_window(query, None)
+        klines = select_klines(feed.klines, interval_ms, start_ms, end_ms, limit)
+        rows = [self.dialect.kline_row(feed.spec, kline) for kline in klines]
+        return wire.rest_rows(rows, True), [feed.spec.symbol]
+
+    def _book_ticker(self, query: dict[str, str]) -> Answer:
+        """The best bid and ask each symbol's ``@bookTicker`` last sent (one object for ``symbol``, else a list)."""
+        now_ms = self.clock_ms()
+        return self._rows(
+            lambda symbol: [
+                self.dialect.book_ticker_row(feed.spec, feed.market.top(), now_ms) for feed in self._feeds(symbol)
+            ],
+            query,
+        )
+
+    def _feed(self, query: dict[str, str]) -> SymbolFeed:
+        """The feed of the mandatory ``symbol`` (-1102 without, -1121 when it does not trade)."""
+        return self._feeds(rest_params.required(query, "symbol"))[0]
+
+    def _feeds(self, symbol: str | None) -> list[SymbolFeed]:
+        """The feed of ``symbol``, or of every trading symbol when None; -1121 for a symbol that does not trade."""
+        trading = self.exchange.trading
+        if symbol is None:
+            return list(trading.values())
+        feed = trading.get(symbol.upper())
+        if feed is None:
+            raise RestError(-1121, "Invalid symbol.")
+        return [feed]
+
     def _exchange_info(self, query: dict[str, str]) -> Answer:
         symbols = self.exchange.exchange_info_symbols()
-        return wire.exchange_info(symbols, self.budget.limit, self.clock_ms()), [NO_SYMBOL]
+        return self.dialect.exchange_info(symbols, self.budget.limit, self.clock_ms()), [NO_SYMBOL]
 
     def _open_interest(self, query: dict[str, str]) -> Answer:
         return self._rows(lambda symbol: self.exchange.open_interest_rows(symbol or "", self.clock_ms()), query)
@@ -226,25 +262,3 @@ class RestApi:
         except LookupError as exc:
             raise RestError(-1121, str(exc)) from None
         return wire.rest_rows(rows, as_list=symbol is None), [row["symbol"] for row in rows]
-
-
-def _weight_of(weights: tuple[int, int]) -> Callable[[dict[str, str]], int]:
-    """The weight of a request: the first of ``weights`` when it names a ``symbol``, the second otherwise."""
-    with_symbol, without_symbol = weights
-    return lambda query: with_symbol if "symbol" in query else without_symbol
-
-
-def _int(query: dict[str, str], key: str, default: int | None) -> int:
-    value = query.get(key)
-    if value is None:
-        if default is None:
-            raise RestError(-1102, f"Mandatory parameter '{key}' was not sent.")
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise RestError(-1100, f"Illegal characters found in parameter '{key}'; legal range is integers.") from None
-
-
-def _optional_int(query: dict[str, str], key: str) -> int | None:
-    return _int(query, key, None) if key in query else None

@@ -1,7 +1,9 @@
 """The simulator server: websocket streams and REST on one port, the admin API on another, the market clock.
 
 One process serves one market (``SimulatorConfig.market``): its REST paths, and its websocket paths, routed
-(``/public/...``, ``/market/...`` on USDⓈ-M) or not (``/ws/...``, ``/stream?streams=`` on COIN-M and spot).
+(``/public/...``, ``/market/...`` on USDⓈ-M) or not (``/ws/...``, ``/stream?streams=`` on COIN-M and spot). USDⓈ-M
+also accepts ``/private/...`` (user data, not simulated) and its legacy unrouted paths; both acknowledge subscriptions
+and send no frames, as Binance does since market streams moved to the routes.
 
 ``running_simulator(config)`` is the in-process entry point (tests, benchmarks, ``harvest up``); ``harvest simulate``
 runs the same object in its own process.
@@ -13,10 +15,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import shutil
 import socket
+import ssl
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +42,7 @@ from harvest_pipeline.simulator.faults import FaultError, FaultState, parse_faul
 from harvest_pipeline.simulator.listings import ListingError, listing_request
 from harvest_pipeline.simulator.replay import Replay
 from harvest_pipeline.simulator.rest import RestApi
+from harvest_pipeline.simulator.tls import server_context
 
 log = logging.getLogger(__name__)
 websockets_log = logging.getLogger("harvest_pipeline.simulator.websockets")
@@ -50,15 +57,18 @@ MAX_CONTROL_PER_SECOND = 10
 
 
 def parse_ws_path(path: str, routed: bool = True) -> tuple[str | None, bool, list[str]] | None:
-    """``(route, combined, streams)`` of a websocket path: ``/market/stream?streams=a/b`` on a routed market,
-    ``/stream?streams=a/b`` (route None) on an unrouted one; None if the market serves no such path."""
+    """``(route, combined, streams)`` of a websocket path: ``/market/stream?streams=a/b`` on a routed market, where
+    the unrouted ``/stream?streams=a/b`` is the silent ``legacy`` route; route None on an unrouted market. None if
+    the market serves no such path."""
     url = urlsplit(path)
     parts = url.path.strip("/").split("/")
     route: str | None = None
-    if routed:
-        if len(parts) < 2 or parts[0] not in wire.ROUTES:
+    if routed and parts[0] in wire.ROUTES:
+        if len(parts) < 2:
             return None
         route, parts = parts[0], parts[1:]
+    elif routed:
+        route = wire.LEGACY
     if parts[0] == "ws":
         return route, False, [part for part in parts[1:] if part]
     if parts[0] == "stream" and len(parts) == 1:
@@ -70,8 +80,13 @@ def parse_ws_path(path: str, routed: bool = True) -> tuple[str | None, bool, lis
 class Simulator:
     """A running simulator. Create with ``running_simulator``; its attributes are the contract's in-process API."""
 
-    def __init__(self, config: SimulatorConfig):
+    def __init__(self, config: SimulatorConfig, ca_file: Path | None = None):
+        """``ca_file``: where a TLS simulator (``config.tls``) writes its certificate; None: a temporary directory
+        that is removed on stop."""
         self.config = config
+        self.ca_file: Path | None = ca_file if config.tls else None
+        """The PEM of the self-signed certificate a ``wss://``/``https://`` client trusts; None without TLS."""
+        self._ca_dir: Path | None = None
         self.faults = FaultState()
         self.hub = Hub(self.faults)
         self.exchange = Exchange(config, self.hub, self.faults, start_ms=config.exchange_ms())
@@ -103,6 +118,7 @@ class Simulator:
             self._handle_connection,
             config.host,
             config.port,
+            ssl=self._tls_context(),
             process_request=self._process_request,
             ping_interval=config.ping_interval_s,
             ping_timeout=config.ping_timeout_s,
@@ -112,7 +128,8 @@ class Simulator:
             logger=websockets_log,
         )
         port = self._server.sockets[0].getsockname()[1]
-        self.ws_base, self.rest_base = f"ws://{config.host}:{port}", f"http://{config.host}:{port}"
+        ws, http = ("wss", "https") if config.tls else ("ws", "http")
+        self.ws_base, self.rest_base = f"{ws}://{config.host}:{port}", f"{http}://{config.host}:{port}"
         self.admin_base = await self._admin.start(config.admin_port)
         for fault in config.faults:
             await self.apply_fault(fault)
@@ -133,6 +150,17 @@ class Simulator:
             self._server.close()
             await self._server.wait_closed()
         await self._admin.stop()
+        if self._ca_dir is not None:
+            shutil.rmtree(self._ca_dir, ignore_errors=True)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The websocket/REST port's TLS context with a fresh certificate written to ``ca_file``; None without TLS."""
+        if not self.config.tls:
+            return None
+        if self.ca_file is None:
+            self._ca_dir = Path(tempfile.mkdtemp(prefix="harvest-simulator-"))
+            self.ca_file = self._ca_dir / "simulator.ca.pem"
+        return server_context(self.ca_file)
 
     async def _run_market_clock(self) -> None:
         loop = asyncio.get_running_loop()
@@ -162,7 +190,7 @@ class Simulator:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.rest.handles(request.path):
-            answer = self.rest.answer(request.path)
+            answer = self.rest.answer(request.path, request.headers)
             headers = Headers(
                 [
                     ("Content-Type", "application/json"),
@@ -174,7 +202,7 @@ class Simulator:
                 headers[name] = value
             return Response(answer.status, HTTPStatus(answer.status).phrase, headers, answer.body)
         if parse_ws_path(request.path, self.routed) is None:
-            served = "/public/... or /market/..." if self.routed else "/ws/... or /stream?streams=..."
+            served = "/public/..., /market/... or /private/..." if self.routed else "/ws/... or /stream?streams=..."
             return connection.respond(404, f"no websocket route {request.path}; use {served}\n")
         return None
 
@@ -322,9 +350,12 @@ def _close_reason(ws: ServerConnection) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_simulator(config: SimulatorConfig | None = None) -> AsyncIterator[Simulator]:
-    """Run a simulator for the duration of the ``async with`` block; it stops cleanly on exit."""
-    simulator = Simulator(config or SimulatorConfig())
+async def running_simulator(
+    config: SimulatorConfig | None = None, ca_file: Path | None = None
+) -> AsyncIterator[Simulator]:
+    """Run a simulator for the duration of the ``async with`` block; it stops cleanly on exit. ``ca_file``: where a
+    TLS simulator writes its certificate (default: a temporary directory)."""
+    simulator = Simulator(config or SimulatorConfig(), ca_file)
     await simulator.start()
     try:
         yield simulator

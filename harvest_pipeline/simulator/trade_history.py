@@ -1,4 +1,5 @@
-"""The recent aggregate trades of one symbol that ``GET /fapi/v1/aggTrades`` serves, and how a request selects them.
+"""The recent aggregate trades of one symbol that ``GET /fapi/v1/aggTrades`` serves, and how a request selects them
+(and the individual trades they are made of, for ``trades`` and ``historicalTrades``).
 
 Trades are kept in id order with their trade time ``T``, bounded two ways: at most ``limit`` trades, and (with a
 horizon) none older than ``now - horizon``. Forgetting is decided at the moment of each question (every answer, every
@@ -14,12 +15,19 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Generic, NamedTuple, TypeVar
 
+from harvest_pipeline.simulator.market import Trade, trade_lots
+
 Item = TypeVar("Item")
 MAX_TIME_WINDOW_MS = 3_600_000
-"""Binance refuses ``startTime``/``endTime`` windows of an hour or more."""
+"""Binance refuses ``startTime``/``endTime`` windows longer than an hour (exactly an hour is served: ccxt asks for
+it)."""
 
 _id_of = itemgetter(0)
 _time_of = itemgetter(1)
+
+
+def _last_trade_id_of(entry: tuple[int, int, Trade]) -> int:
+    return entry[2].last_trade_id
 
 
 class AggTradeQuery(NamedTuple):
@@ -29,6 +37,16 @@ class AggTradeQuery(NamedTuple):
     start_ms: int | None
     end_ms: int | None
     limit: int
+
+
+class IndividualTrade(NamedTuple):
+    """One individual trade of an aggregated one, as ``@trade`` reports it (its lots from ``trade_lots``)."""
+
+    trade_id: int
+    price_ticks: int
+    lots: int
+    trade_ms: int
+    buyer_is_maker: bool
 
 
 class TradeHistory(Generic[Item]):
@@ -79,3 +97,37 @@ class TradeHistory(Generic[Item]):
         if query.from_id is None and query.start_ms is None:
             return entries[max(low, high - query.limit) : high]
         return entries[low : min(high, low + query.limit)]
+
+
+def select_individual(
+    history: TradeHistory[Trade], from_id: int | None, limit: int, now_ms: int
+) -> list[IndividualTrade]:
+    """The individual trades of the kept aggregated ones, in id order: the oldest ``limit`` from trade id
+    ``from_id``, or without it the newest ``limit``. Ids and lots are those of the ``@trade`` stream."""
+    history.forget(now_ms)
+    entries = history.entries
+    if from_id is None:
+        low = len(entries)
+        count = 0
+        while low > history.first and count < limit:
+            low -= 1
+            trade = entries[low][2]
+            count += trade.last_trade_id - trade.first_trade_id + 1
+        return _split(entries[low:], None)[-limit:]
+    low = high = bisect_left(entries, from_id, lo=history.first, key=_last_trade_id_of)
+    count = 0
+    while high < len(entries) and count < limit:
+        trade = entries[high][2]
+        count += trade.last_trade_id - max(trade.first_trade_id, from_id) + 1
+        high += 1
+    return _split(entries[low:high], from_id)[:limit]
+
+
+def _split(entries: list[tuple[int, int, Trade]], from_id: int | None) -> list[IndividualTrade]:
+    """The individual trades of ``entries`` (those from ``from_id`` on when given)."""
+    trades = [
+        IndividualTrade(trade.first_trade_id + i, trade.price_ticks, lots, trade_ms, trade.buyer_is_maker)
+        for _, trade_ms, trade in entries
+        for i, lots in enumerate(trade_lots(trade.lots, trade.last_trade_id - trade.first_trade_id + 1))
+    ]
+    return trades if from_id is None else [trade for trade in trades if trade.trade_id >= from_id]

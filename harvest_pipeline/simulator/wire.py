@@ -18,10 +18,18 @@ from harvest_pipeline.simulator.instruments import Instrument, divide_half_even,
 from harvest_pipeline.simulator.klines import DayStats, Kline
 from harvest_pipeline.simulator.liquidations import Liquidation
 from harvest_pipeline.simulator.market import DepthDiff, Top, Trade, trade_lots
+from harvest_pipeline.simulator.trade_history import IndividualTrade
 
 PUBLIC = "public"
 MARKET = "market"
-ROUTES = (PUBLIC, MARKET)
+PRIVATE = "private"
+"""User data, which the simulator does not simulate: handshake and subscriptions, never a frame."""
+LEGACY = "legacy"
+"""The unrouted ``/ws/...`` and ``/stream?streams=`` on USDⓈ-M: every market stream moved off them on 2026-04-23, so
+they acknowledge subscriptions and then send nothing."""
+ROUTES = (PUBLIC, MARKET, PRIVATE)
+"""The path prefixes of USDⓈ-M's routed websockets; only ``public`` and ``market`` deliver frames (``route_of``)."""
+UNROUTED_PATHS = ("ws", "stream")
 
 AGG_TRADE = "aggTrade"
 DEPTH_DIFF = "depth@100ms"
@@ -130,10 +138,11 @@ def _volume(format_volume: Callable[[int], str], amount: int) -> str:
     return format_volume(amount) if amount else "0"
 
 
-def book_ticker(spec: Instrument, top: Top, event_ms: int) -> bytes:
+def book_ticker(spec: Instrument, top: Top, event_ms: int, transaction_ms: int) -> bytes:
     """A ``bookTicker`` event."""
     return (
-        f'{{"e":"bookTicker","u":{top.update_id},"E":{event_ms},"T":{event_ms},"s":"{spec.symbol}"{spec.pair_field},'
+        f'{{"e":"bookTicker","u":{top.update_id},"E":{event_ms},"T":{transaction_ms},"s":"{spec.symbol}"'
+        f"{spec.pair_field},"
         f'"b":"{spec.price(top.bid_ticks)}","B":"{spec.qty(top.bid_lots)}",'
         f'"a":"{spec.price(top.ask_ticks)}","A":"{spec.qty(top.ask_lots)}"}}'
     ).encode()
@@ -145,12 +154,17 @@ def levels_text(spec: Instrument, levels: list[tuple[int, int]]) -> str:
 
 
 def depth_update(
-    spec: Instrument, diff: DepthDiff, event_ms: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]]
+    spec: Instrument,
+    diff: DepthDiff,
+    event_ms: int,
+    transaction_ms: int,
+    bids: list[tuple[int, int]],
+    asks: list[tuple[int, int]],
 ) -> bytes:
     """A ``depthUpdate`` event with ``U``/``u``/``pu`` from ``diff`` and the given levels (the diff's own levels for
     ``@depth@100ms``, the top 20 for ``@depth20@100ms``)."""
     return (
-        f'{{"e":"depthUpdate","E":{event_ms},"T":{event_ms},"s":"{spec.symbol}"{spec.pair_field},'
+        f'{{"e":"depthUpdate","E":{event_ms},"T":{transaction_ms},"s":"{spec.symbol}"{spec.pair_field},'
         f'"U":{diff.first_update_id},'
         f'"u":{diff.last_update_id},"pu":{diff.previous_update_id},'
         f'"b":[{levels_text(spec, bids)}],"a":[{levels_text(spec, asks)}]}}'
@@ -183,6 +197,55 @@ def rest_agg_trades(spec: Instrument, trades: list[tuple[int, int, Trade]]) -> b
             for _, trade_ms, trade in trades
         ]
     )
+
+
+def trade_row(spec: Instrument, trade: IndividualTrade) -> dict[str, Any]:
+    """One row of ``GET /fapi/v1/trades`` and ``/historicalTrades``: an individual trade, as ``@trade`` has it."""
+    return {
+        "id": trade.trade_id,
+        "price": spec.price(trade.price_ticks),
+        "qty": spec.qty(trade.lots),
+        "quoteQty": spec.quote(trade.price_ticks * trade.lots),
+        "time": trade.trade_ms,
+        "isBuyerMaker": trade.buyer_is_maker,
+    }
+
+
+def book_ticker_row(spec: Instrument, top: Top, now_ms: int) -> dict[str, Any]:
+    """One symbol's ``GET /fapi/v1/ticker/bookTicker`` answer: the best levels the ``@bookTicker`` stream last sent."""
+    return {
+        "symbol": spec.symbol,
+        "bidPrice": spec.price(top.bid_ticks),
+        "bidQty": spec.qty(top.bid_lots),
+        "askPrice": spec.price(top.ask_ticks),
+        "askQty": spec.qty(top.ask_lots),
+        "time": now_ms,
+        "lastUpdateId": top.update_id,
+    }
+
+
+def kline_row(spec: Instrument, kline: Kline) -> list[Any]:
+    """One row of ``GET /fapi/v1/klines``, with the values the ``@kline_1m`` stream prints."""
+    quote, taker_quote = _volume(spec.quote, kline.tick_lots), _volume(spec.quote, kline.taker_buy_tick_lots)
+    return kline_row_with_volumes(spec, kline, quote, taker_quote)
+
+
+def kline_row_with_volumes(spec: Instrument, kline: Kline, q: str, taker_q: str) -> list[Any]:
+    """A klines row whose second volume ``q`` (and its taker-buy part) are given as printed."""
+    return [
+        kline.open_ms,
+        spec.price(kline.open),
+        spec.price(kline.high),
+        spec.price(kline.low),
+        spec.price(kline.close),
+        _volume(spec.qty, kline.lots),
+        kline.close_ms,
+        q,
+        kline.count,
+        _volume(spec.qty, kline.taker_buy_lots),
+        taker_q,
+        "0",
+    ]
 
 
 def open_interest_row(spec: Instrument, lots: int, now_ms: int) -> dict[str, Any]:
@@ -228,7 +291,7 @@ def premium_index_row(spec: Instrument, mark: MarkPrice) -> dict[str, Any]:
     }
 
 
-def rest_rows(rows: list[dict[str, Any]], as_list: bool) -> bytes:
+def rest_rows(rows: list[Any], as_list: bool) -> bytes:
     """A REST body of per-symbol rows: a JSON list, or the only row itself (when a ``symbol`` was asked for)."""
     return orjson.dumps(rows if as_list else rows[0])
 
@@ -242,44 +305,6 @@ def _average_price(spec: Instrument, tick_lots: int, lots: int) -> str:
     if not lots:
         return spec.price(0)
     return format_units(divide_half_even(tick_lots * spec.tick_units, lots), spec.price_decimals)
-
-
-def exchange_info_symbol(spec: Instrument, status: str) -> dict[str, Any]:
-    """One symbol's entry in ``GET /fapi/v1/exchangeInfo`` (the fields clients read: status, sizes, precisions)."""
-    return {
-        "symbol": spec.symbol,
-        "pair": spec.symbol,
-        "contractType": "PERPETUAL",
-        "status": status,
-        "baseAsset": spec.base_asset,
-        "quoteAsset": "USDT",
-        "marginAsset": "USDT",
-        "pricePrecision": spec.price_decimals,
-        "quantityPrecision": spec.qty_decimals,
-        "filters": size_filters(spec),
-    }
-
-
-def size_filters(spec: Instrument) -> list[dict[str, Any]]:
-    """The ``PRICE_FILTER`` and ``LOT_SIZE`` filters of an exchangeInfo entry."""
-    return [
-        {"filterType": "PRICE_FILTER", "tickSize": spec.tick_size, "minPrice": spec.tick_size},
-        {"filterType": "LOT_SIZE", "stepSize": spec.step_size, "minQty": spec.step_size},
-    ]
-
-
-def exchange_info(symbols: list[dict[str, Any]], weight_limit: int, now_ms: int) -> bytes:
-    """The body of ``GET /fapi/v1/exchangeInfo`` with the ``exchange_info_symbol`` entries ``symbols``."""
-    return orjson.dumps(
-        {
-            "timezone": "UTC",
-            "serverTime": now_ms,
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit}
-            ],
-            "symbols": symbols,
-        }
-    )
 
 
 def control_reply(request_id: Any, result: Any = None) -> bytes:

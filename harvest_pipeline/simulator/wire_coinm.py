@@ -2,9 +2,9 @@
 
 COIN-M frames are the USDⓈ-M ones with ``ps`` (``Instrument.pair_field``), except that a kline's ``q``/``Q`` are
 volumes in the base asset, not the quote. In REST the depth snapshot and open interest name the symbol and pair,
-exchangeInfo says ``contractStatus`` and ``contractSize``, ``ticker/24hr`` reports ``baseVolume`` instead of
+(exchangeInfo's entries are in ``exchange_info``), ``ticker/24hr`` reports ``baseVolume`` instead of
 ``quoteVolume``, and every per-symbol row names the pair. A base volume is the contracts' USD worth over the
-volume-weighted average price of the minute (klines) or of the day (``ticker/24hr``).
+volume-weighted average price of the minute (klines), of the day (``ticker/24hr``) or of the trade (``trades``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.derivatives import MarkPrice
 from harvest_pipeline.simulator.instruments import Instrument, divide_half_even, format_units
 from harvest_pipeline.simulator.klines import DayStats, Kline
+from harvest_pipeline.simulator.market import Top
+from harvest_pipeline.simulator.trade_history import IndividualTrade
 
 PERPETUAL = "PERPETUAL"
 BASE_VOLUME_DECIMALS = 8
@@ -22,9 +24,19 @@ BASE_VOLUME_DECIMALS = 8
 
 def kline(spec: Instrument, kline: Kline, event_ms: int, closed: bool) -> bytes:
     """A ``kline`` event: ``q`` and ``Q`` in the base asset (``"0"`` without trades, as every zero volume)."""
+    return wire.kline_with_volumes(spec, kline, event_ms, closed, *_base_volumes(spec, kline))
+
+
+def kline_row(spec: Instrument, kline: Kline) -> list[Any]:
+    """One row of ``GET /dapi/v1/klines``: its 8th and 11th values are base asset volumes, as the stream's."""
+    return wire.kline_row_with_volumes(spec, kline, *_base_volumes(spec, kline))
+
+
+def _base_volumes(spec: Instrument, kline: Kline) -> tuple[str, str]:
+    """The base asset volume of ``kline`` and its taker-buy part (``"0"`` for none)."""
     base = base_volume(spec, kline.lots, kline.tick_lots) if kline.lots else "0"
     taker_base = base_volume(spec, kline.taker_buy_lots, kline.taker_buy_tick_lots) if kline.taker_buy_lots else "0"
-    return wire.kline_with_volumes(spec, kline, event_ms, closed, base, taker_base)
+    return base, taker_base
 
 
 def depth_snapshot(
@@ -37,21 +49,18 @@ def depth_snapshot(
     ).encode()
 
 
-def exchange_info_symbol(spec: Instrument, status: str) -> dict[str, Any]:
-    """One contract's entry in ``GET /dapi/v1/exchangeInfo`` (its status is ``contractStatus``)."""
+def trade_row(spec: Instrument, trade: IndividualTrade) -> dict[str, Any]:
+    """One row of ``GET /dapi/v1/trades`` and ``/historicalTrades``: ``baseQty`` where USDⓈ-M has ``quoteQty``."""
+    base_qty = base_volume(spec, trade.lots, trade.price_ticks * trade.lots)
     return {
-        "symbol": spec.symbol,
-        "pair": spec.pair,
-        "contractType": PERPETUAL,
-        "contractSize": spec.contract_size,
-        "contractStatus": status,
-        "baseAsset": spec.base_asset,
-        "quoteAsset": spec.quote_asset,
-        "marginAsset": spec.base_asset,
-        "pricePrecision": spec.price_decimals,
-        "quantityPrecision": spec.qty_decimals,
-        "filters": wire.size_filters(spec),
+        ("baseQty" if key == "quoteQty" else key): base_qty if key == "quoteQty" else value
+        for key, value in wire.trade_row(spec, trade).items()
     }
+
+
+def book_ticker_row(spec: Instrument, top: Top, now_ms: int) -> dict[str, Any]:
+    """One contract's ``GET /dapi/v1/ticker/bookTicker`` answer: USDⓈ-M's with the pair after the symbol."""
+    return {"symbol": spec.symbol, "pair": spec.pair, **wire.book_ticker_row(spec, top, now_ms)}
 
 
 def open_interest_row(spec: Instrument, lots: int, now_ms: int) -> dict[str, Any]:

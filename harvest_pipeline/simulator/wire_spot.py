@@ -2,8 +2,9 @@
 
 Trades carry Binance's "best match" flag ``M`` (always true) and no ``X``; depth diffs have no transaction time ``T``
 and no ``pu`` (a diff continues the chain when its ``U`` is the previous ``u`` + 1); bookTicker has no event type and
-no times; the REST depth snapshot and the partial book streams are ``{"lastUpdateId","bids","asks"}``. Klines, 24 h
-statistics and the exchangeInfo envelope are USDⓈ-M's. Pure byte formatting, like ``wire``.
+no times; the REST depth snapshot and the partial book streams are ``{"lastUpdateId","bids","asks"}``; REST
+``ticker/bookTicker`` has neither time nor update id and trades say ``isBestMatch`` (exchangeInfo is in
+``exchange_info``). Klines and 24 h statistics are USDⓈ-M's. Pure byte formatting, like ``wire``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ import orjson
 from harvest_pipeline.simulator import wire
 from harvest_pipeline.simulator.instruments import Instrument
 from harvest_pipeline.simulator.market import DepthDiff, Top, Trade, trade_lots
-from harvest_pipeline.symbols import TRADING
-
-BREAK = "BREAK"
-"""The exchangeInfo status of a spot symbol that does not trade (delisted)."""
-ASSET_PRECISION = 8
-ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]
+from harvest_pipeline.simulator.trade_history import IndividualTrade
 
 
 def agg_trade(spec: Instrument, trade: Trade, event_ms: int, trade_ms: int) -> bytes:
@@ -42,8 +38,8 @@ def individual_trades(spec: Instrument, trade: Trade, event_ms: int, trade_ms: i
     return [(first + i, f"{head}{first + i}{tail}{spec.qty(size)}{side}".encode()) for i, size in enumerate(lots)]
 
 
-def book_ticker(spec: Instrument, top: Top, event_ms: int) -> bytes:
-    """A ``bookTicker`` event (no event type, no time: ``event_ms`` is not printed)."""
+def book_ticker(spec: Instrument, top: Top, event_ms: int, transaction_ms: int) -> bytes:
+    """A ``bookTicker`` event (no event type, no times: ``event_ms`` and ``transaction_ms`` are not printed)."""
     return (
         f'{{"u":{top.update_id},"s":"{spec.symbol}","b":"{spec.price(top.bid_ticks)}","B":"{spec.qty(top.bid_lots)}",'
         f'"a":"{spec.price(top.ask_ticks)}","A":"{spec.qty(top.ask_lots)}"}}'
@@ -51,9 +47,15 @@ def book_ticker(spec: Instrument, top: Top, event_ms: int) -> bytes:
 
 
 def depth_update(
-    spec: Instrument, diff: DepthDiff, event_ms: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]]
+    spec: Instrument,
+    diff: DepthDiff,
+    event_ms: int,
+    transaction_ms: int,
+    bids: list[tuple[int, int]],
+    asks: list[tuple[int, int]],
 ) -> bytes:
-    """A ``depthUpdate`` event with ``U``/``u`` from ``diff`` and the given levels."""
+    """A ``depthUpdate`` event with ``U``/``u`` from ``diff`` and the given levels (no ``T``: ``transaction_ms`` is
+    not printed)."""
     return (
         f'{{"e":"depthUpdate","E":{event_ms},"s":"{spec.symbol}","U":{diff.first_update_id},'
         f'"u":{diff.last_update_id},"b":[{wire.levels_text(spec, bids)}],"a":[{wire.levels_text(spec, asks)}]}}'
@@ -71,7 +73,12 @@ def depth_snapshot(
 
 
 def partial_book(
-    spec: Instrument, diff: DepthDiff, event_ms: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]]
+    spec: Instrument,
+    diff: DepthDiff,
+    event_ms: int,
+    transaction_ms: int,
+    bids: list[tuple[int, int]],
+    asks: list[tuple[int, int]],
 ) -> bytes:
     """A ``@depth20@100ms`` event: the top levels after ``diff``, shaped like the REST snapshot."""
     return depth_snapshot(spec, diff.last_update_id, event_ms, bids, asks)
@@ -96,21 +103,13 @@ def rest_agg_trades(spec: Instrument, trades: list[tuple[int, int, Trade]]) -> b
     )
 
 
-def exchange_info_symbol(spec: Instrument, status: str) -> dict[str, Any]:
-    """One symbol's entry in ``GET /api/v3/exchangeInfo``; a symbol that does not trade is in status ``BREAK``."""
-    return {
-        "symbol": spec.symbol,
-        "status": TRADING if status == TRADING else BREAK,
-        "baseAsset": spec.base_asset,
-        "baseAssetPrecision": ASSET_PRECISION,
-        "quoteAsset": spec.quote_asset,
-        "quotePrecision": ASSET_PRECISION,
-        "quoteAssetPrecision": ASSET_PRECISION,
-        "orderTypes": ORDER_TYPES,
-        "icebergAllowed": True,
-        "ocoAllowed": True,
-        "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
-        "filters": wire.size_filters(spec),
-        "permissions": [],
-    }
+def trade_row(spec: Instrument, trade: IndividualTrade) -> dict[str, Any]:
+    """One row of ``GET /api/v3/trades`` and ``/historicalTrades``: USDⓈ-M's with ``isBestMatch``."""
+    return {**wire.trade_row(spec, trade), "isBestMatch": True}
+
+
+def book_ticker_row(spec: Instrument, top: Top, now_ms: int) -> dict[str, Any]:
+    """One symbol's ``GET /api/v3/ticker/bookTicker`` answer: USDⓈ-M's without time and update id."""
+    row = wire.book_ticker_row(spec, top, now_ms)
+    del row["time"], row["lastUpdateId"]
+    return row

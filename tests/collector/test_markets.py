@@ -35,7 +35,7 @@ from harvest_pipeline.settings import load_settings
 from harvest_pipeline.symbols import Selected, SymbolSelection
 from tests.collector.harness import collect_in_process, records_of, sealed_markets, sent_per_stream
 from tests.collector.sealed import frames_per_stream
-from tests.simulator.clients import http_get
+from tests.simulator.ws_clients import http_get
 
 RUN_S = 10.0
 MARKET_SETTINGS: dict[str, Any] = {

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from harvest_pipeline.simulator import Simulator, SimulatorConfig, running_simulator
-from tests.simulator.clients import admin_fault, http_get, run
+from tests.simulator.ws_clients import admin_fault, http_get, run
 
 SYMBOL = "BTCUSDT"
 FREEZE = {"fault": "burst", "seconds": 600, "multiplier": 0}
@@ -103,7 +103,7 @@ def test_latest_trades_from_id_past_the_newest_limits_and_time_windows() -> None
             _, from_time = await agg_trades(sim, startTime=middle_ms, limit=4)
             _, one_ms = await agg_trades(sim, startTime=middle_ms, endTime=middle_ms, limit=1000)
             _, until_time = await agg_trades(sim, endTime=middle_ms, limit=3)
-            too_wide = await agg_trades(sim, startTime=middle_ms, endTime=middle_ms + 3_600_000)
+            too_wide = await agg_trades(sim, startTime=middle_ms, endTime=middle_ms + 3_600_001)  # over an hour
             too_small = await agg_trades(sim, limit=0)
             too_large = await agg_trades(sim, limit=1001)
         assert [trade["a"] for trade in latest] == list(range(last - 4, last + 1))

@@ -16,8 +16,8 @@ from harvest_pipeline.simulator.book_history import BookAt, BookHistory
 from harvest_pipeline.simulator.command import config_from_args, register
 from harvest_pipeline.simulator.instruments import instrument
 from harvest_pipeline.simulator.market import SymbolMarket
-from tests.simulator.clients import collect, http_get, payloads, run
 from tests.simulator.test_replay import write_segment
+from tests.simulator.ws_clients import collect, http_get, payloads, run
 
 DIFF_MS = 100
 DIFF_STREAM = "btcusdt@depth@100ms"

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator.command import config_from_args, register
-from tests.simulator.clients import collect_then_unsubscribe, http_get, run
+from tests.simulator.ws_clients import collect_then_unsubscribe, http_get, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import collect, collect_then_unsubscribe, http_get, run
+from tests.simulator.ws_clients import collect, collect_then_unsubscribe, http_get, run
 
 HANDSHAKE = (
     "GET /market/ws/btcusdt@aggTrade HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import FaultError, SimulatorConfig, running_simulator
-from tests.simulator.clients import admin_fault, collect, collect_then_unsubscribe, http_get, payloads, run
+from tests.simulator.ws_clients import admin_fault, collect, collect_then_unsubscribe, http_get, payloads, run
 
 CONFIG = SimulatorConfig(symbols=("BTCUSDT", "ETHUSDT"), seed=9, rate=3.0)
 AGG = "btcusdt@aggTrade"

@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import FROZEN_MARKET, collect, payloads, run
+from tests.simulator.ws_clients import FROZEN_MARKET, collect, payloads, run
 
 TICK = {"BTCUSDT": Decimal("0.10"), "ETHUSDT": Decimal("0.01")}
 STREAMS = [f"{symbol}@{kind}" for symbol in ("btcusdt", "ethusdt") for kind in ("forceOrder", "trade")]

@@ -10,7 +10,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import FROZEN_MARKET, collect, http_get, payloads, run
+from tests.simulator.ws_clients import FROZEN_MARKET, collect, http_get, payloads, run
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 TICKER_KEYS = [

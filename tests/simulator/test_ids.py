@@ -10,7 +10,7 @@ from harvest_pipeline.simulator import SimulatorConfig, running_simulator
 from harvest_pipeline.simulator.ids import MAX_EVENTS_PER_TICK, first_ids_at
 from harvest_pipeline.simulator.instruments import INSTRUMENTS
 from harvest_pipeline.simulator.market import SymbolMarket
-from tests.simulator.clients import collect, payloads, run
+from tests.simulator.ws_clients import collect, payloads, run
 
 STREAMS = ("btcusdt@aggTrade", "btcusdt@depth@100ms", "btcusdt@bookTicker")
 ID_KEYS = {"aggTrade": ("a", "f", "l"), "depthUpdate": ("U", "u", "pu"), "bookTicker": ("u",)}

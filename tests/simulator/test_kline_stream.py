@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import FROZEN_MARKET, clock_offset_before, collect, payloads, run
+from tests.simulator.ws_clients import FROZEN_MARKET, clock_offset_before, collect, payloads, run
 
 MINUTE_MS = 60_000
 SYMBOLS = {"btcusdt": (2, 3), "solusdt": (4, 2)}
@@ -52,6 +52,7 @@ def test_kline_frames_recompute_from_the_trades_and_each_finished_minute_closes_
             rate=2.0,
             faults=(FROZEN_MARKET,),
             clock_offset_ms=clock_offset_before(MINUTE_MS, lead_ms=2_000),
+            publish_latency_ms=0,  # trade frames go out at their tick, before the kline that counts them
         )
         async with (
             running_simulator(config) as sim,

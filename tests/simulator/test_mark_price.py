@@ -11,7 +11,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import clock_offset_before, collect, http_get, payloads, run
+from tests.simulator.ws_clients import clock_offset_before, collect, http_get, payloads, run
 
 FUNDING_MS = 8 * 3_600_000
 E8 = re.compile(r"^\d+\.\d{8}$")

@@ -20,7 +20,7 @@ from harvest_pipeline.markets import MARKETS
 from harvest_pipeline.simulator import Simulator, SimulatorConfig, running_simulator
 from harvest_pipeline.simulator.command import config_from_args, register
 from harvest_pipeline.simulator.dialects import DIALECTS
-from tests.simulator.clients import collect, collect_then_unsubscribe, http_get, run
+from tests.simulator.ws_clients import collect, collect_then_unsubscribe, http_get, run
 
 RECORD_S = 3.2
 """Long enough for the slow streams: the 3 s mark price and spot's 1 s depth diffs."""

@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from harvest_pipeline import segments
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
 from harvest_pipeline.simulator.replay import START_GRACE_S
-from tests.simulator.clients import collect, http_get, run
+from tests.simulator.ws_clients import collect, http_get, run
 
 START_NS = 1_780_000_000_000_000_000
 STEP_NS = 100_000_000  # 100 ms apart as recorded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import http_get, run
+from tests.simulator.ws_clients import http_get, run
 
 
 def test_agg_trades_from_id_continue_the_id_sequence_and_exchange_info_lists_sizes() -> None:

@@ -9,7 +9,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import collect, http_get, payloads, run
+from tests.simulator.ws_clients import collect, http_get, payloads, run
 
 BTC_PRICE = re.compile(r"^\d+\.\d{2}$")
 BTC_QTY = re.compile(r"^\d+\.\d{3}$")

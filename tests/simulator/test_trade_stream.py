@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from harvest_pipeline.simulator import SimulatorConfig, running_simulator
-from tests.simulator.clients import FROZEN_MARKET, collect, collect_then_unsubscribe, payloads, run
+from tests.simulator.ws_clients import FROZEN_MARKET, collect, collect_then_unsubscribe, payloads, run
 
 SYMBOLS = ("btcusdt", "adausdt")
 STREAMS = [f"{symbol}@{kind}" for symbol in SYMBOLS for kind in ("aggTrade", "trade")]
@@ -38,7 +38,7 @@ def test_every_agg_trade_is_the_sum_of_its_individual_trades_and_the_accounting_
             assert list(trade) == ["e", "E", "T", "s", "t", "p", "q", "X", "m"]
             assert trade["e"] == "trade" and trade["s"] == symbol.upper() and trade["X"] == "MARKET"
             assert QTY[symbol].match(trade["q"]) and Decimal(trade["q"]) >= STEP[symbol]
-            assert isinstance(trade["m"], bool) and isinstance(trade["t"], int) and trade["E"] == trade["T"]
+            assert isinstance(trade["m"], bool) and isinstance(trade["t"], int) and trade["T"] <= trade["E"]
         by_id = {trade["t"]: trade for trade in trades}
         ids = [trade["t"] for trade in trades]
         assert ids == list(range(ids[0], ids[0] + len(ids))), "trade ids are consecutive, nothing missed"
