@@ -142,6 +142,25 @@ class DelayedPublisher:
                 self._arm(event_ms, self.now_ms, self.now)
         waiting.append((stream, frame_id, payload))
 
+    async def drain(self, max_wait_s: float) -> None:
+        """Publish every frame still held, each once its event time has come (the market clock has stopped, so none
+        is added), waiting at most ``max_wait_s`` in all; what is still early then goes out at once. The simulator
+        calls this when it stops, so a trade it matched is never left unsent: its accounting issued it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_s
+        while self._due:
+            now_ms, now = self.clock(), loop.time()
+            self._release(now_ms, now)
+            if not self._due:
+                break
+            if now >= deadline:
+                self._release(max(self._due), now)
+                break
+            await asyncio.sleep(min((self._due[0] - now_ms) / 1000, deadline - now))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _release(self, now_ms: int, now: float) -> None:
         due, waiting, publish = self._due, self._waiting, self.hub.publish
         while due and due[0] <= now_ms:

@@ -50,6 +50,8 @@ websockets_log.setLevel(logging.WARNING)  # websockets logs every REST answer an
 
 HOUSEKEEPING_S = 0.05
 MAX_CLOCK_LAG_S = 1.0
+STOP_DRAIN_S = 1.0
+"""At stop, how long frames held for their publish latency may wait for their event time before going out anyway."""
 """An overloaded market clock skips ticks beyond this lag instead of sending ever staler frames."""
 MAX_CONTROL_STREAMS = 1024
 MAX_CONTROL_PER_SECOND = 10
@@ -144,6 +146,7 @@ class Simulator:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.exchange.publisher.drain(STOP_DRAIN_S)  # frames held for their publish latency go out first
         for conn in list(self.connections.values()):
             conn.close("server shutdown")
         if self._server is not None:

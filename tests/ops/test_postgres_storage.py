@@ -286,8 +286,13 @@ def test_on_postgresql_two_runs_compact_concurrently_and_duckdb_steps_take_turns
     try:
         with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
             wait_for_the_catalog(instance, paths, time.monotonic() + 90, log)
-            written = write_segments(paths, count=2 * batch, frames=15_000)
-            started = time.monotonic()
+    finally:
+        stop_process(daemon, timeout_s=20)
+    written = write_segments(paths, count=2 * batch, frames=15_000)  # all there when the sensor first looks
+    started = time.monotonic()
+    daemon = start_daemon(paths, batch, log)
+    try:
+        with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
             compactions = wait_for_runs(instance, "compact_segments", 2, started + 90, log)
             compacted_s = time.monotonic() - started
     finally:
