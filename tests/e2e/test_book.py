@@ -82,7 +82,11 @@ def rebuild_and_compare(
         compared += len(states)
         built = build_book(parquet, day, symbol)
         write_book(built, parquet)
-        assert built.stats.crossed == 0 and built.ticker_agreement in (None, 1.0)
+        # spot's bookTicker carries no exchange time (stored at its receive time), so which ticker falls inside a
+        # diff's window is judged on receive times and can miss at the edges; futures tickers must agree exactly
+        exact = market != "spot"
+        assert built.stats.crossed == 0
+        assert built.ticker_agreement is None or built.ticker_agreement >= (1.0 if exact else 0.95)
         for row in built.seconds.filter(built.seconds.column("valid")).to_pylist():
             truth = sim.true_book(symbol, row["last_update_id"], BOOK_DEPTH)
             assert [(p, q) for p, q in zip(row["bid_prices"], row["bid_qtys"], strict=True)] == wire_levels(
