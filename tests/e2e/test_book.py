@@ -82,8 +82,9 @@ def rebuild_and_compare(
         compared += len(states)
         built = build_book(parquet, day, symbol)
         write_book(built, parquet)
-        # spot's bookTicker carries no exchange time (stored at its receive time), so which ticker falls inside a
-        # diff's window is judged on receive times and can miss at the edges; futures tickers must agree exactly
+        # futures tickers must agree exactly. On spot, 1 of 54 diffs once disagreed with the last ticker of its update
+        # id window (prices equal, a quantity not) while every book state equalled the truth: a simulator
+        # inconsistency between spot's bookTicker ids and its diffs, not yet found; tolerated here, not hidden
         exact = market != "spot"
         assert built.stats.crossed == 0
         assert built.ticker_agreement is None or built.ticker_agreement >= (1.0 if exact else 0.95)
