@@ -214,7 +214,11 @@ def _end_day(current: Interval, inputs: DayInputs, day_end: int, last_ms: int, l
 
 class _TickerMatch:
     """bookTicker against the book: for an applied diff ``[U, u]``, the last ticker update with an id in that window
-    is the best bid/ask at ``u`` (bookTicker reports every change of the top), so the two must agree."""
+    is the best bid/ask at ``u`` (bookTicker reports every change of the top), so the two must agree.
+
+    A window is judged only when a ticker with an id after it was recorded: the two streams are published and
+    received independently, so where the recording ends (or the day's tickers do) the last tickers of the final
+    window may be missing while its diff arrived, and the earlier ticker found would be a false disagreement."""
 
     def __init__(self, inputs: DayInputs):
         tickers = inputs.tickers
@@ -239,7 +243,7 @@ class _TickerMatch:
         while stop < len(ids) and ids[stop] <= final_id:
             stop += 1
         self.next = stop
-        if stop == at:
+        if stop == at or stop == len(ids):
             return
         last = stop - 1
         (bid_p, bid_q), (ask_p, ask_q) = after

@@ -166,6 +166,7 @@ def test_bookticker_is_compared_at_the_last_ticker_id_inside_each_diff_window():
         ticker(102, 10.0, 9.0, 10.1, 1.5),  # superseded inside the same window
         ticker(104, 10.0, 2.0, 10.1, 1.5),  # the top after diff 101..105: agrees
         ticker(108, 10.0, 2.0, 10.1, 9.9),  # diff 106..110 leaves ask 1.5: disagrees
+        ticker(113, 10.0, 2.0, 10.1, 1.5),  # the last window: no ticker after it, so not judged
     ]
     columns = [np.array(column, dtype=np.int64) for column in zip(*rows, strict=True)]
     replay = replay_day(
@@ -176,6 +177,24 @@ def test_bookticker_is_compared_at_the_last_ticker_id_inside_each_diff_window():
     )
     assert (replay.stats.ticker_compared, replay.stats.ticker_agreed) == (2, 1)
     assert replay.stats.ticker_disagreements[0]["ticker_update_id"] == 108
+
+
+def test_the_last_ticker_window_is_not_judged_when_its_tickers_may_have_been_cut_off():
+    """Recording ended after the diff 106..110 arrived but before the ticker 109 that reported its final top: the
+    earlier ticker 107 must not count as a disagreement; with 112 recorded after it, the same data disagrees."""
+
+    def replay_with(tickers):
+        columns = [np.array(column, dtype=np.int64) for column in zip(*tickers, strict=True)]
+        diffs = [(100, 101, 105, 100, [(10.0, 2.0)], [(10.1, 1.5)]), (200, 106, 110, 105, [(10.0, 3.0)], [])]
+        return replay_day(day(diffs, tickers=TickerColumns(*columns))).stats
+
+    agreeing = (104, scaled(10.0), scaled(2.0), scaled(10.1), scaled(1.5))
+    stale = (107, scaled(10.0), scaled(2.0), scaled(10.1), scaled(1.5))
+    later = (112, scaled(10.0), scaled(3.0), scaled(10.1), scaled(1.5))
+    cut_off = replay_with([agreeing, stale])
+    assert (cut_off.ticker_compared, cut_off.ticker_agreed) == (1, 1)
+    continued = replay_with([agreeing, stale, later])
+    assert (continued.ticker_compared, continued.ticker_agreed) == (2, 1)
 
 
 @pytest.mark.parametrize("diffs", [[], [(100, 1, 5, 0, [], [])]])

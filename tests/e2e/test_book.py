@@ -82,12 +82,8 @@ def rebuild_and_compare(
         compared += len(states)
         built = build_book(parquet, day, symbol)
         write_book(built, parquet)
-        # futures tickers must agree exactly. On spot, 1 of 54 diffs once disagreed with the last ticker of its update
-        # id window (prices equal, a quantity not) while every book state equalled the truth: a simulator
-        # inconsistency between spot's bookTicker ids and its diffs, not yet found; tolerated here, not hidden
-        exact = market != "spot"
         assert built.stats.crossed == 0
-        assert built.ticker_agreement is None or built.ticker_agreement >= (1.0 if exact else 0.95)
+        assert built.ticker_agreement is None or built.ticker_agreement == 1.0, built.stats.ticker_disagreements
         for row in built.seconds.filter(built.seconds.column("valid")).to_pylist():
             truth = sim.true_book(symbol, row["last_update_id"], BOOK_DEPTH)
             assert [(p, q) for p, q in zip(row["bid_prices"], row["bid_qtys"], strict=True)] == wire_levels(
