@@ -85,6 +85,8 @@ class RestTally:
     per endpoint and symbol the rows of successful answers."""
 
     requests: int = 0
+    connections: int = 0
+    """HTTP connections that carried REST requests (keep-alive: a client reuses one for many requests)."""
     weight_used: int = 0
     rejected: dict[str, int] = field(default_factory=lambda: {"429": 0})
     weight_by_minute: dict[int, int] = field(default_factory=dict)
@@ -101,6 +103,10 @@ class RestTally:
         for symbol in symbols:
             counts[symbol] = counts.get(symbol, 0) + 1
 
+    def count_connection(self) -> None:
+        """One more HTTP connection carried REST requests."""
+        self.connections += 1
+
     def charge(self, weight: int, minute: int) -> None:
         """``weight`` was charged in clock minute ``minute`` (minutes since the epoch)."""
         self.weight_used += weight
@@ -114,6 +120,7 @@ class RestTally:
         """The accounting JSON of REST traffic; minutes are keyed by their start in epoch seconds."""
         return {
             "requests": self.requests,
+            "connections": self.connections,
             "weight_used": self.weight_used,
             "rejected": dict(self.rejected),
             "max_weight_per_minute": self.max_weight_per_minute,

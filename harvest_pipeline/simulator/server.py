@@ -20,15 +20,13 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from http import HTTPStatus
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -39,6 +37,7 @@ from harvest_pipeline.simulator.config import SimulatorConfig
 from harvest_pipeline.simulator.connections import ClientConnection, Hub
 from harvest_pipeline.simulator.exchange import TICK_S, Exchange
 from harvest_pipeline.simulator.faults import FaultError, FaultState, parse_fault
+from harvest_pipeline.simulator.http_front import HttpAnswer, RestSessions
 from harvest_pipeline.simulator.listings import ListingError, listing_request
 from harvest_pipeline.simulator.replay import Replay
 from harvest_pipeline.simulator.rest import RestApi
@@ -50,9 +49,10 @@ websockets_log.setLevel(logging.WARNING)  # websockets logs every REST answer an
 
 HOUSEKEEPING_S = 0.05
 MAX_CLOCK_LAG_S = 1.0
+"""An overloaded market clock skips ticks beyond this lag instead of sending ever staler frames."""
 STOP_DRAIN_S = 1.0
 """At stop, how long frames held for their publish latency may wait for their event time before going out anyway."""
-"""An overloaded market clock skips ticks beyond this lag instead of sending ever staler frames."""
+SERVER_HEADER = "harvest-simulator"
 MAX_CONTROL_STREAMS = 1024
 MAX_CONTROL_PER_SECOND = 10
 """Binance drops a connection that sends more incoming messages than this per second."""
@@ -106,6 +106,7 @@ class Simulator:
         self.connections: dict[str, ClientConnection] = {}
         self._ids = itertools.count(1)
         self._server: Server | None = None
+        self.rest_sessions = RestSessions(self._answer_http, SERVER_HEADER, self.rest_tally.count_connection)
         self._admin = AdminServer(self)
         self._tasks: list[asyncio.Task[None]] = []
         self.ws_base = self.rest_base = self.admin_base = ""
@@ -122,11 +123,13 @@ class Simulator:
             config.port,
             ssl=self._tls_context(),
             process_request=self._process_request,
+            create_connection=self.rest_sessions.connection_class(),
+            open_timeout=None,  # the front connection applies it to the handshake, not to a keep-alive REST session
             ping_interval=config.ping_interval_s,
             ping_timeout=config.ping_timeout_s,
             max_queue=64,
             compression=None,
-            server_header="harvest-simulator",
+            server_header=SERVER_HEADER,
             logger=websockets_log,
         )
         port = self._server.sockets[0].getsockname()[1]
@@ -149,6 +152,7 @@ class Simulator:
         await self.exchange.publisher.drain(STOP_DRAIN_S)  # frames held for their publish latency go out first
         for conn in list(self.connections.values()):
             conn.close("server shutdown")
+        self.rest_sessions.close_all()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -191,22 +195,24 @@ class Simulator:
     # ---------------------------------------------------------------------------------------------------------------
     # Requests and connections
 
+    def _answer_http(self, method: str, target: str, headers: Mapping[str, str]) -> HttpAnswer:
+        """A plain HTTP request on the streams port: REST, or a pointer to the websocket routes."""
+        if self.rest.handles(target):
+            answer = self.rest.answer(target, headers)
+            json_type = ("Content-Type", "application/json")
+            return HttpAnswer(answer.status, [json_type, *answer.headers.items()], answer.body)
+        text = [("Content-Type", "text/plain; charset=utf-8")]
+        if parse_ws_path(target, self.routed) is not None:
+            return HttpAnswer(426, [*text, ("Upgrade", "websocket")], f"{target} is a websocket route\n".encode())
+        return HttpAnswer(404, text, self._no_route(target).encode())
+
+    def _no_route(self, path: str) -> str:
+        served = "/public/..., /market/... or /private/..." if self.routed else "/ws/... or /stream?streams=..."
+        return f"no websocket route {path}; use {served}\n"
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self.rest.handles(request.path):
-            answer = self.rest.answer(request.path, request.headers)
-            headers = Headers(
-                [
-                    ("Content-Type", "application/json"),
-                    ("Content-Length", str(len(answer.body))),
-                    ("Connection", "close"),
-                ]
-            )
-            for name, value in answer.headers.items():
-                headers[name] = value
-            return Response(answer.status, HTTPStatus(answer.status).phrase, headers, answer.body)
         if parse_ws_path(request.path, self.routed) is None:
-            served = "/public/..., /market/... or /private/..." if self.routed else "/ws/... or /stream?streams=..."
-            return connection.respond(404, f"no websocket route {request.path}; use {served}\n")
+            return connection.respond(404, self._no_route(request.path))
         return None
 
     async def _handle_connection(self, ws: ServerConnection) -> None:

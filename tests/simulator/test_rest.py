@@ -41,6 +41,7 @@ def test_request_weight_is_reported_and_a_request_past_the_budget_gets_429_with_
         assert body["code"] == -1003
         assert accounting == {
             "requests": 2,
+            "connections": 2,  # one aiohttp session per request
             "weight_used": 20,
             "rejected": {"429": 1},
             "max_weight_per_minute": 20,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,3 +72,20 @@ def test_fetch_ticker_has_last_price_and_24h_range(exchange: Any) -> None:
     assert ticker["symbol"] == SYMBOL and ticker["timestamp"]
     assert ticker["low"] <= ticker["last"] <= ticker["high"]
     assert ticker["baseVolume"] > 0
+
+
+def test_rest_calls_reuse_one_keep_alive_connection(exchange: Any, simulator: dict[str, Any]) -> None:
+    """ccxt's requests session keeps its connection open: a run of calls costs one new connection, not one each."""
+    before = admin_accounting(simulator)["rest"]
+    exchange.fetch_order_book(SYMBOL, limit=5)
+    exchange.fetch_trades(SYMBOL, limit=10)
+    exchange.fetch_ohlcv(SYMBOL, "1m", limit=2)
+    exchange.fetch_order_book(SYMBOL, limit=5)
+    after = admin_accounting(simulator)["rest"]
+    assert after["requests"] - before["requests"] >= 4
+    assert after["connections"] - before["connections"] <= 1
+
+
+def admin_accounting(simulator: dict[str, Any]) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{simulator['admin_base']}/admin/accounting", timeout=5) as response:
+        return json.loads(response.read())
