@@ -123,6 +123,13 @@ class ClientConnection:
         except ConnectionClosed:
             return
 
+    async def flush(self, deadline: float) -> None:
+        """Wait until every queued frame was handed to the socket (or the connection closed, or the loop clock
+        passed ``deadline``): at stop, what the exchange published is sent before the close frame."""
+        loop = asyncio.get_running_loop()
+        while self._pending and not self.closed and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
     def drop(self, reason: str) -> None:
         """Cut the connection abruptly (no close frame), like a network failure or the exchange dropping a client."""
         if self.closed:

@@ -51,7 +51,8 @@ HOUSEKEEPING_S = 0.05
 MAX_CLOCK_LAG_S = 1.0
 """An overloaded market clock skips ticks beyond this lag instead of sending ever staler frames."""
 STOP_DRAIN_S = 1.0
-"""At stop, how long frames held for their publish latency may wait for their event time before going out anyway."""
+"""At stop, how long frames held for their publish latency may wait for their event time before going out anyway,
+and then how long the connections may take to write what they queued (a close clears a connection's queue)."""
 SERVER_HEADER = "harvest-simulator"
 MAX_CONTROL_STREAMS = 1024
 MAX_CONTROL_PER_SECOND = 10
@@ -150,6 +151,8 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.exchange.publisher.drain(STOP_DRAIN_S)  # frames held for their publish latency go out first
+        flush_until = asyncio.get_running_loop().time() + STOP_DRAIN_S
+        await asyncio.gather(*(conn.flush(flush_until) for conn in list(self.connections.values())))
         for conn in list(self.connections.values()):
             conn.close("server shutdown")
         self.rest_sessions.close_all()
