@@ -63,6 +63,11 @@ class InstallationSettings:
     segment_max_age_s: float = 60.0
     start_date: str = "2026-01-01"
     dagster_storage: str | None = None
+    object_store: str = ""
+    """``s3://bucket/prefix``: collectors ship every sealed segment there (docs/scaling.md); empty: local disk only.
+    Credentials and region come from the standard ``AWS_*`` environment variables."""
+    s3_endpoint: str = ""
+    """The S3 API of an S3-compatible server (``http://127.0.0.1:8333``); empty: ``AWS_ENDPOINT_URL``, else AWS."""
 
     def __post_init__(self) -> None:
         chosen = market(self.market)
@@ -74,6 +79,12 @@ class InstallationSettings:
         _check_url("rest_base", self.rest_base, ("http", "https"))
         _check_port("ui_port", self.ui_port, lowest=1)
         _check_port("metrics_port", self.metrics_port, lowest=0)
+        if self.object_store:
+            from harvest_pipeline.objectstore.location import BucketLocation  # pyarrow: only when a bucket is set
+
+            BucketLocation.from_url(self.object_store)
+        if self.s3_endpoint:
+            _check_url("s3_endpoint", self.s3_endpoint, ("http", "https"))
         if self.segment_max_age_s <= 0:
             raise ValueError(f"segment_max_age_s must be positive, not {self.segment_max_age_s}")
         try:

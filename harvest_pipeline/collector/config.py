@@ -182,6 +182,12 @@ class CollectorConfig:
     metrics_port: int = DEFAULT_SETTINGS.metrics_port
     ready_file: str | None = None
     fs_factory: str | None = None
+    object_store: str = ""
+    """``s3://bucket/prefix`` to ship sealed segments to (``collector.shipper``); empty: they stay on local disk."""
+    s3_endpoint: str = ""
+    ship_retry_initial_s: float = 1.0
+    ship_retry_max_s: float = 30.0
+    """Backoff between shipping attempts while the bucket fails (doubling, capped, jittered)."""
 
     def __post_init__(self) -> None:
         self._follow_the_market()

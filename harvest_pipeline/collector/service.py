@@ -37,6 +37,7 @@ from harvest_pipeline.collector.recorded_symbols import RecordedSymbols, depth_s
 from harvest_pipeline.collector.rest_budget import WeightBudget
 from harvest_pipeline.collector.shard import Shard
 from harvest_pipeline.collector.shard_set import ShardSet
+from harvest_pipeline.collector.shipper import SegmentShipper
 from harvest_pipeline.collector.snapshots import SnapshotFetcher
 from harvest_pipeline.collector.symbol_refresh import SymbolRefresher
 from harvest_pipeline.collector.watchdog import Watchdog
@@ -158,6 +159,7 @@ class CollectorService:
         self.open_interest: OpenInterestPoller | None = None
         self.refresher: SymbolRefresher | None = None
         self.down_time = DownTime(config, self.intake, self.open_dir, paths.sealed_segments, self.namer.boot_id)
+        self.shipper = build_shipper(config, paths.sealed_segments, self._rng)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -218,6 +220,15 @@ class CollectorService:
         }
         if self.open_interest is not None:
             report["open_interest"] = self.open_interest.health()
+        if self.shipper is not None:
+            shipping = self.shipper.state
+            report["shipping"] = {"bucket": self.shipper.store.location.url, **shipping.to_json()}
+            if shipping.last_error is not None:
+                problems.append(
+                    f"shipping to {self.shipper.store.location.url} failing ({shipping.backlog_segments} segments, "
+                    f"{shipping.backlog_bytes / 1e6:.1f} MB waiting locally): {shipping.last_error}"
+                )
+                report["status"], healthy = "degraded", False
         return healthy, report
 
     def _symbols_health(self) -> tuple[dict[str, object], list[str]]:
@@ -285,6 +296,8 @@ class CollectorService:
                 self.recorded.on_added.append(self.down_time.declare_for_first_symbols)
                 watchdog.on_fire = self._silent_selected_symbol
                 background_tasks.append(self.refresher.run(self._apply_resolved))
+            if self.shipper is not None:
+                background_tasks.append(self.shipper.run(asyncio.Event()))  # stopped by cancellation at shutdown
             background = [
                 *(asyncio.create_task(task) for task in background_tasks),
                 asyncio.create_task(watchdog.run()),
@@ -359,6 +372,8 @@ class CollectorService:
         await runner.cleanup()  # type: ignore[attr-defined]
         remaining = max(1.0, deadline - time.monotonic())
         ok = await asyncio.to_thread(self.writer.stop, remaining)
+        if self.shipper is not None:
+            await self.shipper.final_pass(max(1.0, deadline - time.monotonic()))
         log.info("collector stopped %s", "cleanly" if ok else "with unwritten records")
         return 0 if ok else 1
 
@@ -374,6 +389,18 @@ class CollectorService:
             "metrics_url": f"http://{self.config.metrics_host}:{self.metrics_port}",
         }
         write_json_atomically(path, info)
+
+
+def build_shipper(config: CollectorConfig, sealed_root: Path, rng: random.Random) -> SegmentShipper | None:
+    """The shipper of this collector's sealed segments when the installation has a bucket."""
+    if not config.object_store:
+        return None
+    from harvest_pipeline.objectstore import BucketLocation, ObjectStore, s3_filesystem  # pyarrow: only with a bucket
+
+    store = ObjectStore(BucketLocation.from_url(config.object_store), s3_filesystem(config.s3_endpoint))
+    return SegmentShipper(
+        store, sealed_root, config.collector_id, config.ship_retry_initial_s, config.ship_retry_max_s, rng=rng
+    )
 
 
 async def run_until_signalled(service: CollectorService) -> int:

@@ -20,6 +20,8 @@ FORMAT_VERSION = 1
 OPEN_SUFFIX = ".jsonl.part"
 SEALED_SUFFIX = ".jsonl"
 META_SUFFIX = ".meta.json"
+SEALED_OBJECT_FOLDER = "segments/sealed"
+"""Where sealed segments are in a bucket, under the installation's prefix."""
 
 _line_data = operator.attrgetter("data")
 _line_kind = operator.attrgetter("kind")
@@ -106,6 +108,17 @@ def segment_name(opened_at_ns: int, collector_id: str, boot_id: str, counter: in
     """A segment name that sorts by open time and is unique per collector, process start and counter."""
     opened = datetime.fromtimestamp(opened_at_ns / 1e9, tz=UTC)
     return f"{opened:%Y%m%dT%H%M%S}{opened.microsecond:06d}Z-{collector_id}-{boot_id}-{counter:06d}"
+
+
+def segment_collector_id(name: str) -> str:
+    """The collector id inside a segment name (ids have no ``-``: ``validate_collector_id``)."""
+    return name.split("-")[1]
+
+
+def sealed_object_name(name: str) -> str:
+    """A sealed segment's object name in a bucket, relative to the installation's prefix: the local layout under
+    ``segments/sealed/`` (its sidecar: this plus ``META_SUFFIX``)."""
+    return f"{SEALED_OBJECT_FOLDER}/date={segment_date(name)}/{name}{SEALED_SUFFIX}"
 
 
 def segment_date(name: str) -> str:
