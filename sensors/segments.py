@@ -33,6 +33,7 @@ from assets.resources import HarvestStorage
 from harvest_pipeline import segments
 from harvest_pipeline.segments import discovery
 from harvest_pipeline.status import SEGMENT_PARTITIONS_NAME
+from sensors.bucket import bucket_segments
 from sensors.compaction_retries import compaction_retries
 from sensors.partition_ranges import batch_requests
 
@@ -183,4 +184,4 @@ def _discover(
     return requested, cursor, mtimes
 
 
-COMPACTION_SENSORS = [sealed_segments, compaction_retries]
+COMPACTION_SENSORS = [bucket_segments, sealed_segments, compaction_retries]

@@ -69,7 +69,7 @@ class ObjectStore:
         """Whether an object ``name`` exists."""
         return self.fs.get_file_info(self.location.key(name)).type == pafs.FileType.File
 
-    def list(self, folder: str = "") -> list[ObjectInfo]:
+    def list_objects(self, folder: str = "") -> list[ObjectInfo]:
         """Every object under ``folder`` (recursively), sorted by name; an absent folder has none."""
         base = self.location.key(folder)
         selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
@@ -81,6 +81,16 @@ class ObjectStore:
             if info.type == pafs.FileType.File
         ]
         return sorted(found, key=lambda info: info.name)
+
+    def folders(self, folder: str) -> list[str]:
+        """The names of the folders (common prefixes) directly under ``folder``, sorted; none when it is absent."""
+        base = self.location.key(folder)
+        selector = pafs.FileSelector(base, recursive=False, allow_not_found=True)
+        return sorted(
+            info.path.rsplit("/", 1)[-1]
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory
+        )
 
     def read_bytes(self, name: str) -> bytes:
         """The whole object (for small ones: sidecars, manifests)."""

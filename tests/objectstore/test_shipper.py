@@ -46,7 +46,7 @@ def test_every_segment_is_shipped_byte_for_byte_and_only_the_newest_local_copy_s
     assert shipper.ship_pending() == 3
     assert {name: stored(shipper, name) for name in names} == local
     assert [s.name for s in shipper.own_segments()] == names[-1:], "the newest stays for the next start's resume"
-    listed = {info.name for info in shipper.store.list("segments")}
+    listed = {info.name for info in shipper.store.list_objects("segments")}
     assert listed == {f"{segments.sealed_object_name(n)}{suffix}" for n in names for suffix in ("", ".meta.json")}
     assert (shipper.state.shipped_segments, shipper.state.backlog_segments, shipper.state.backlog_bytes) == (3, 0, 0)
 

@@ -63,7 +63,7 @@ def test_a_30_s_outage_of_the_bucket_costs_disk_not_data(tmp_path: Path, seaweed
 
     store = ObjectStore(BucketLocation(seaweed.bucket, PREFIX), seaweed.filesystem())
     copy = tmp_path / "from-bucket" / "sealed"
-    names = {info.name for info in store.list(segments.SEALED_OBJECT_FOLDER)}
+    names = {info.name for info in store.list_objects(segments.SEALED_OBJECT_FOLDER)}
     complete = sorted(n for n in names if n.endswith(segments.SEALED_SUFFIX) and n + segments.META_SUFFIX in names)
     assert len(names) == 2 * len(complete), "no data object without its sidecar, nor the reverse"
     for name in complete:

@@ -1,0 +1,118 @@
+"""Two collectors on two "hosts" (their own data roots) ship into one SeaweedFS bucket: ``tokyo1`` records BTCUSDT and
+ETHUSDT, ``frankfurt1`` records BTCUSDT again (redundant capture) and is killed with -9 midway. A third host runs
+Dagster: ``bucket_segments`` fetches every segment of both, ``sealed_segments`` requests their compaction, the real
+compaction asset writes Parquet, the nightly consolidation merges the redundant captures by exchange id, and the
+certificate finds no hole; the reader API returns every trade the simulator issued exactly once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+import harvest_pipeline as hp
+from assets.compaction import SEGMENT_PARTITIONS, raw_market_data
+from assets.resources import HarvestStorage
+from harvest_pipeline import segments
+from harvest_pipeline.objectstore import BucketLocation, ObjectStore
+from sensors.bucket import bucket_segments
+from sensors.segments import sealed_segments
+from tests.collector.harness import CollectorProcess, SimulatorProcess, wait_for
+from tests.e2e.healing import certify_days, reconcile_trades
+from tests.objectstore.seaweed import SeaweedS3
+
+PREFIX = "team/usdm"
+
+
+def shipped(collector: CollectorProcess) -> int:
+    return collector.health()[1]["shipping"]["shipped_segments"]
+
+
+def record_on_two_hosts(tmp_path: Path, seaweed: SeaweedS3) -> tuple[dict, set[str]]:
+    """Run both collectors (frankfurt1 killed midway) until the simulator stops; returns its accounting and the
+    names of the segments each collector sealed locally or shipped."""
+    sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT", rate=2.0)
+    bucket = {"object_store": f"s3://{seaweed.bucket}/{PREFIX}", "segment_max_age_s": 1.0, "ship_retry_max_s": 2.0}
+    hosts = {name: tmp_path / name for name in ("tokyo", "frankfurt")}
+    for host in hosts.values():
+        host.mkdir()
+    tokyo = CollectorProcess(
+        hosts["tokyo"], sim, seaweed.env(), collector_id="tokyo1", symbols=("BTCUSDT", "ETHUSDT"), **bucket
+    )
+    frankfurt = CollectorProcess(hosts["frankfurt"], sim, seaweed.env(), collector_id="frankfurt1", **bucket)
+    try:
+        wait_for(lambda: shipped(tokyo) >= 2 and shipped(frankfurt) >= 2, 30, "both collectors shipping")
+        frankfurt.kill()
+        time.sleep(3.0)
+        accounting = sim.stop()
+        assert tokyo.terminate() == 0
+    finally:
+        for process in (tokyo.process, frankfurt.process, sim.process):
+            if process.poll() is None:
+                process.kill()
+    return accounting, names_in_bucket(seaweed)
+
+
+def names_in_bucket(seaweed: SeaweedS3) -> set[str]:
+    objects = ObjectStore(BucketLocation(seaweed.bucket, PREFIX), seaweed.filesystem()).list_objects("segments")
+    return {o.name.rsplit("/", 1)[-1].removesuffix(".jsonl") for o in objects if o.name.endswith(".jsonl")}
+
+
+def test_two_collectors_one_bucket_one_dagster_every_trade_once(tmp_path, seaweed, monkeypatch):
+    accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed)
+    assert {segments.segment_collector_id(name) for name in in_bucket} == {"tokyo1", "frankfurt1"}
+
+    for name, value in {
+        **seaweed.env(),
+        "HARVEST_OBJECT_STORE": f"s3://{seaweed.bucket}/{PREFIX}",
+        "HARVEST_S3_ENDPOINT": seaweed.endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    data_root = tmp_path / "dagster-host" / "data"
+    storage = HarvestStorage(data_root=str(data_root))
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+        fetched = bucket_segments(context)
+        assert "fetched" in str(fetched.skip_message)
+        local = {s.name for s in segments.list_sealed_segments(data_root / "segments" / "sealed")}
+        assert local == in_bucket, "every complete segment of both collectors is fetched"
+        again = bucket_segments(
+            dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"storage": storage})
+        )
+        assert "nothing new" in str(again.skip_message)
+
+        result = sealed_segments(dg.build_sensor_context(instance=instance, resources={"storage": storage}))
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        keys = instance.get_dynamic_partitions(SEGMENT_PARTITIONS.name)
+        assert set(keys) == in_bucket
+        for request in result.run_requests or []:
+            outcome = dg.materialize(
+                [raw_market_data], instance=instance, resources={"storage": storage}, tags=request.tags
+            )
+            assert outcome.success
+            assert (
+                request.tags[ASSET_PARTITION_RANGE_START_TAG] in keys
+                and request.tags[ASSET_PARTITION_RANGE_END_TAG] in keys
+            )
+
+    parquet = data_root / "parquet" / "market=usdm"
+    parts = list(parquet.glob("date=*/symbol=BTCUSDT/kind=prices/part-*.parquet"))
+    assert {segments.segment_collector_id(p.stem.removeprefix("part-")) for p in parts} == {"tokyo1", "frankfurt1"}
+    captured = duckdb.sql(f"SELECT count(*), count(DISTINCT agg_trade_id) FROM read_parquet({[str(p) for p in parts]})")
+    rows, distinct = captured.fetchall()[0]
+    assert rows > distinct, "both captured the same BTCUSDT trades before the merge"
+    certificates = {symbol: certify_days(parquet, symbol) for symbol in ("BTCUSDT", "ETHUSDT")}
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        result = reconcile_trades(data_root, accounting, certificates[symbol], symbol)
+        assert result.missing == [] and result.declared == [], symbol
+        trades = hp.open(data_root).table("prices", symbols=[symbol]).to_arrow_table()
+        ids = trades.column("agg_trade_id").to_pylist()
+        assert len(ids) == len(set(ids)) == result.issued, f"{symbol}: every issued trade once, redundant or not"
+
+
+pytestmark = pytest.mark.timeout(300)
