@@ -6,9 +6,6 @@ certificate finds no hole; the reader API returns every trade the simulator issu
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import dagster as dg
 import duckdb
 import pytest
@@ -18,59 +15,17 @@ import harvest_pipeline as hp
 from assets.compaction import SEGMENT_PARTITIONS, raw_market_data
 from assets.resources import HarvestStorage
 from harvest_pipeline import segments
-from harvest_pipeline.objectstore import BucketLocation, ObjectStore
 from sensors.bucket import bucket_segments
 from sensors.segments import sealed_segments
-from tests.collector.harness import CollectorProcess, SimulatorProcess, wait_for
 from tests.e2e.healing import certify_days, reconcile_trades
-from tests.objectstore.seaweed import SeaweedS3
-
-PREFIX = "team/usdm"
-
-
-def shipped(collector: CollectorProcess) -> int:
-    return collector.health()[1]["shipping"]["shipped_segments"]
-
-
-def record_on_two_hosts(tmp_path: Path, seaweed: SeaweedS3) -> tuple[dict, set[str]]:
-    """Run both collectors (frankfurt1 killed midway) until the simulator stops; returns its accounting and the
-    names of the segments each collector sealed locally or shipped."""
-    sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT", rate=2.0)
-    bucket = {"object_store": f"s3://{seaweed.bucket}/{PREFIX}", "segment_max_age_s": 1.0, "ship_retry_max_s": 2.0}
-    hosts = {name: tmp_path / name for name in ("tokyo", "frankfurt")}
-    for host in hosts.values():
-        host.mkdir()
-    tokyo = CollectorProcess(
-        hosts["tokyo"], sim, seaweed.env(), collector_id="tokyo1", symbols=("BTCUSDT", "ETHUSDT"), **bucket
-    )
-    frankfurt = CollectorProcess(hosts["frankfurt"], sim, seaweed.env(), collector_id="frankfurt1", **bucket)
-    try:
-        wait_for(lambda: shipped(tokyo) >= 2 and shipped(frankfurt) >= 2, 30, "both collectors shipping")
-        frankfurt.kill()
-        time.sleep(3.0)
-        accounting = sim.stop()
-        assert tokyo.terminate() == 0
-    finally:
-        for process in (tokyo.process, frankfurt.process, sim.process):
-            if process.poll() is None:
-                process.kill()
-    return accounting, names_in_bucket(seaweed)
-
-
-def names_in_bucket(seaweed: SeaweedS3) -> set[str]:
-    objects = ObjectStore(BucketLocation(seaweed.bucket, PREFIX), seaweed.filesystem()).list_objects("segments")
-    return {o.name.rsplit("/", 1)[-1].removesuffix(".jsonl") for o in objects if o.name.endswith(".jsonl")}
+from tests.objectstore.two_hosts import bucket_env, record_on_two_hosts
 
 
 def test_two_collectors_one_bucket_one_dagster_every_trade_once(tmp_path, seaweed, monkeypatch):
     accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed)
     assert {segments.segment_collector_id(name) for name in in_bucket} == {"tokyo1", "frankfurt1"}
 
-    for name, value in {
-        **seaweed.env(),
-        "HARVEST_OBJECT_STORE": f"s3://{seaweed.bucket}/{PREFIX}",
-        "HARVEST_S3_ENDPOINT": seaweed.endpoint,
-    }.items():
+    for name, value in bucket_env(seaweed).items():
         monkeypatch.setenv(name, value)
     data_root = tmp_path / "dagster-host" / "data"
     storage = HarvestStorage(data_root=str(data_root))

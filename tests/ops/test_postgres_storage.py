@@ -5,9 +5,7 @@ driven by a real ``dagster-daemon``."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,15 +30,14 @@ from harvest_pipeline.features.table import features_path
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.store import kind_dir, visible_files
 from tests.compaction.frames import MS, SegmentBuilder, TrafficMix
+from tests.ops.dagster_processes import BIN, REPO_ROOT, harvest_env, start_daemon, wait_for_runs, wait_for_the_catalog
 from tests.ops.postgres_server import PASSWORD, PostgresServer, running_postgres
 from tests.processes import stop_process
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 START_MS = 1_767_225_600_000
 """2026-01-01 00:00 UTC."""
 DAY = "2026-01-01"
-BIN = Path(sys.executable).parent
 STREAM_KINDS = {"aggTrade": "prices", "bookTicker": "bookticker", "depth@100ms": "orderbook"}
 
 
@@ -192,65 +189,6 @@ def write_segments(paths: DataPaths, count: int, frames: int) -> Counter[tuple[s
     return written
 
 
-def harvest_env(paths: DataPaths, **extra: str) -> dict[str, str]:
-    """The environment ``harvest up`` gives Dagster's processes, for this test's instance and data."""
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(paths.dagster_home),
-        "HARVEST_DATA_ROOT": str(paths.root),
-        "HARVEST_SYMBOLS": ",".join(SYMBOLS),
-        "HARVEST_START_DATE": DAY,
-        **extra,
-    }
-
-
-def start_daemon(paths: DataPaths, batch: int, log: Path) -> subprocess.Popen:
-    """``dagster-daemon run`` on harvest's instance, as ``harvest up`` starts it (in its own process group)."""
-    env = harvest_env(paths, HARVEST_COMPACTION_BATCH=str(batch), HARVEST_FEATURES_REFRESH_S="3600")
-    return subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(paths.dagster_home / "workspace.yaml")],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """What the run's failure events say (step errors included)."""
-    failures = (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)
-    messages = []
-    for entry in instance.all_logs(run_id):
-        if entry.dagster_event_type in failures:
-            step = entry.dagster_event.step_failure_data if entry.dagster_event_type == failures[0] else None
-            message = step.error.message if step and step.error else entry.message
-            messages.append(f"{entry.step_key or 'run'}: {message}")
-    return messages
-
-
-def wait_for_runs(instance: dg.DagsterInstance, job: str, count: int, deadline: float, log: Path) -> list:
-    """The job's run records once ``count`` of them have finished (failing fast on a failed run)."""
-    while time.monotonic() < deadline:
-        records = instance.get_run_records(filters=dg.RunsFilter(job_name=job))
-        failed = [r.dagster_run.run_id for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
-        assert not failed, f"{job} run(s) failed: {[failure_messages(instance, run_id) for run_id in failed]}"
-        if sum(r.dagster_run.is_finished for r in records) >= count:
-            return records
-        time.sleep(0.5)
-    raise AssertionError(f"{count} {job} run(s) not finished in time; daemon log {log}:\n{log.read_text()[-3000:]}")
-
-
-def wait_for_the_catalog(instance: dg.DagsterInstance, paths: DataPaths, deadline: float, log: Path) -> None:
-    """Until a fresh deployment's first run, the reading catalog (built when never materialized), has finished: it
-    holds one of the two run slots while it runs."""
-    while time.monotonic() < deadline:
-        if (paths.root / "catalog.duckdb").exists() and all(run.is_finished for run in instance.get_runs()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the reading catalog was not built in time; daemon log {log}:\n{log.read_text()[-3000:]}")
-
-
 def overlap_s(a, b) -> float:
     """How long two run (or step) records were both in progress; negative when one ended before the other began."""
     return min(a.end_time, b.end_time) - max(a.start_time, b.start_time)
@@ -267,7 +205,7 @@ def materialize_features_concurrently(paths: DataPaths, tmp_path: Path) -> None:
         process = subprocess.Popen(
             [str(BIN / "dagster"), *command.split()],
             cwd=REPO_ROOT,
-            env=harvest_env(paths),
+            env=harvest_env(paths, SYMBOLS, DAY),
             stdout=output,
             stderr=output,
         )
@@ -282,7 +220,7 @@ def test_on_postgresql_two_runs_compact_concurrently_and_duckdb_steps_take_turns
     batch = 4
     ensure_dagster_home(paths, server.create_database("pipeline"))
     log = tmp_path / "daemon.log"
-    daemon = start_daemon(paths, batch, log)
+    daemon = start_daemon(paths, log, harvest_env(paths, SYMBOLS, DAY, HARVEST_COMPACTION_BATCH=str(batch)))
     try:
         with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
             wait_for_the_catalog(instance, paths, time.monotonic() + 90, log)
@@ -290,7 +228,7 @@ def test_on_postgresql_two_runs_compact_concurrently_and_duckdb_steps_take_turns
         stop_process(daemon, timeout_s=20)
     written = write_segments(paths, count=2 * batch, frames=15_000)  # all there when the sensor first looks
     started = time.monotonic()
-    daemon = start_daemon(paths, batch, log)
+    daemon = start_daemon(paths, log, harvest_env(paths, SYMBOLS, DAY, HARVEST_COMPACTION_BATCH=str(batch)))
     try:
         with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
             compactions = wait_for_runs(instance, "compact_segments", 2, started + 90, log)

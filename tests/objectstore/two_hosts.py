@@ -1,0 +1,55 @@
+"""Two collectors on two "hosts" (their own data roots) shipping into one SeaweedFS bucket, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harvest_pipeline.objectstore import BucketLocation, ObjectStore
+from tests.collector.harness import CollectorProcess, SimulatorProcess, wait_for
+from tests.objectstore.seaweed import SeaweedS3
+
+PREFIX = "team/usdm"
+
+
+def shipped(collector: CollectorProcess) -> int:
+    return collector.health()[1]["shipping"]["shipped_segments"]
+
+
+def record_on_two_hosts(tmp_path: Path, seaweed: SeaweedS3) -> tuple[dict, set[str]]:
+    """Run both collectors (frankfurt1 killed midway) until the simulator stops; returns its accounting and the
+    names of the segments each collector sealed locally or shipped."""
+    sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT", rate=2.0)
+    bucket = {"object_store": f"s3://{seaweed.bucket}/{PREFIX}", "segment_max_age_s": 1.0, "ship_retry_max_s": 2.0}
+    hosts = {name: tmp_path / name for name in ("tokyo", "frankfurt")}
+    for host in hosts.values():
+        host.mkdir()
+    tokyo = CollectorProcess(
+        hosts["tokyo"], sim, seaweed.env(), collector_id="tokyo1", symbols=("BTCUSDT", "ETHUSDT"), **bucket
+    )
+    frankfurt = CollectorProcess(hosts["frankfurt"], sim, seaweed.env(), collector_id="frankfurt1", **bucket)
+    try:
+        wait_for(lambda: shipped(tokyo) >= 2 and shipped(frankfurt) >= 2, 30, "both collectors shipping")
+        frankfurt.kill()
+        time.sleep(3.0)
+        accounting = sim.stop()
+        assert tokyo.terminate() == 0
+    finally:
+        for process in (tokyo.process, frankfurt.process, sim.process):
+            if process.poll() is None:
+                process.kill()
+    return accounting, names_in_bucket(seaweed)
+
+
+def names_in_bucket(seaweed: SeaweedS3) -> set[str]:
+    objects = ObjectStore(BucketLocation(seaweed.bucket, PREFIX), seaweed.filesystem()).list_objects("segments")
+    return {o.name.rsplit("/", 1)[-1].removesuffix(".jsonl") for o in objects if o.name.endswith(".jsonl")}
+
+
+def bucket_env(seaweed: SeaweedS3) -> dict[str, str]:
+    """What a compaction host needs to read the bucket: the installation's two settings and the AWS credentials."""
+    return {
+        **seaweed.env(),
+        "HARVEST_OBJECT_STORE": f"s3://{seaweed.bucket}/{PREFIX}",
+        "HARVEST_S3_ENDPOINT": seaweed.endpoint,
+    }
