@@ -12,6 +12,7 @@ from assets.compaction import COMPACTION_ASSETS, COMPACTION_JOB
 from assets.completeness import COMPLETENESS_ASSETS
 from assets.consolidation import CONSOLIDATION_ASSETS
 from assets.features import FEATURE_ASSETS
+from assets.publication import PUBLICATION_JOBS, PUBLICATION_SCHEDULES
 from assets.resources import HarvestStorage
 from assets.retention import RETENTION_JOBS
 from assets.trade_backfill import TRADE_BACKFILL_ASSETS
@@ -30,8 +31,8 @@ defs = dg.Definitions(
         *TRADE_BACKFILL_ASSETS,
         reading_catalog,
     ],
-    jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS],
+    jobs=[COMPACTION_JOB, *RETENTION_JOBS, *FEATURE_JOBS, *PUBLICATION_JOBS],
     sensors=[*COMPACTION_SENSORS, *SYMBOL_SENSORS, *FEATURE_SENSORS],
-    schedules=RETENTION_SCHEDULES,
+    schedules=[*RETENTION_SCHEDULES, *PUBLICATION_SCHEDULES],
     resources={"storage": HarvestStorage.from_deployment()},
 )

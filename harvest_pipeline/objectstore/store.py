@@ -65,6 +65,13 @@ class ObjectStore:
                 f"expected {size} bytes sha256 {sha256[:12]}…"
             )
 
+    def put_bytes(self, name: str, data: bytes) -> None:
+        """Store ``data`` as object ``name`` in one request (small objects: manifests), read back and compared."""
+        with self.fs.open_output_stream(self.location.key(name)) as target:
+            target.write(data)
+        if self.read_bytes(name) != data:
+            raise UploadMismatch(f"{self.location.key(name)}: stored bytes differ from the {len(data)} bytes written")
+
     def exists(self, name: str) -> bool:
         """Whether an object ``name`` exists."""
         return self.fs.get_file_info(self.location.key(name)).type == pafs.FileType.File

@@ -18,7 +18,8 @@ import duckdb
 
 from harvest_pipeline.markets import MARKETS
 from harvest_pipeline.paths import DataPaths
-from harvest_pipeline.reading.views import catalog_path, define_views, defined_views
+from harvest_pipeline.reading.store import open as hp_open
+from harvest_pipeline.reading.views import catalog_path, define_snapshot_views, define_views, defined_views
 from harvest_pipeline.settings import load_settings
 from harvest_pipeline.store.layout import sql_literal
 
@@ -51,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SQL",
         help='statements to run, separated by ";" (without -c: an interactive shell on stdin)',
     )
-    parser.add_argument("--data", help="data root (default: HARVEST_DATA_ROOT or ./data)")
+    parser.add_argument(
+        "--data", help="data root (default: HARVEST_DATA_ROOT or ./data), or s3://bucket/prefix of a published store"
+    )
     parser.add_argument(
         "--market", choices=sorted(MARKETS), help="market of the unqualified views (default: the installation's)"
     )
@@ -76,6 +79,8 @@ def row_limit(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``--catalog``, ``-c`` or the shell; exit code 1 when a statement failed (``-c``) or the catalog is missing."""
+    if args.data is not None and args.data.startswith("s3://") and not args.catalog:
+        return run_on_bucket(args)
     try:
         settings = load_settings({"data_root": args.data, "market": args.market})
     except ValueError as exc:
@@ -91,6 +96,22 @@ def run(args: argparse.Namespace) -> int:
         if args.sql is not None:
             return 0 if run_statements(con, args.sql, args.max_rows) else 1
         return shell(con, len(views), args.max_rows)
+
+
+def run_on_bucket(args: argparse.Namespace) -> int:
+    """``-c`` or the shell over a store published to a bucket (``--data s3://bucket/prefix``): views over what its
+    manifests list when the command starts."""
+    try:
+        store = hp_open(args.data, args.market)
+        views = define_snapshot_views(store)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not views:
+        print(f"nothing published under {args.data}: no views defined", file=sys.stderr)
+    if args.sql is not None:
+        return 0 if run_statements(store.connection, args.sql, args.max_rows) else 1
+    return shell(store.connection, len(views), args.max_rows)
 
 
 def print_catalog(paths: DataPaths) -> int:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import duckdb
 
 from harvest_pipeline.features.sql import GAP_WINDOWS
 from harvest_pipeline.markets import Market, market, split_partition_key
+from harvest_pipeline.objectstore import ObjectStore
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.reading.bars import BAR_INTERVALS, bars_sql
 from harvest_pipeline.reading.kinds import READABLE_KINDS, readable_kind
+from harvest_pipeline.reading.sources import BucketSource, FileSource, LocalSource
 from harvest_pipeline.reading.tables import empty_table, folder_files, table_sql
 from harvest_pipeline.reading.times import DAY_MS, TimeArg, TimeRange, time_range
 from harvest_pipeline.schema import ALL_SYMBOLS
@@ -31,31 +32,41 @@ Symbols = str | Iterable[str] | None
 
 
 class Store:
-    """The Parquet store of one installation, read through one DuckDB connection (``connection``)."""
+    """The Parquet store of one installation, read through one DuckDB connection (``connection``): on local disk
+    (``paths``), or published to a bucket (``bucket``, an ``ObjectStore``; ``store.publish``)."""
 
-    def __init__(self, paths: DataPaths, default_market: Market, connection: duckdb.DuckDBPyConnection | None = None):
+    def __init__(
+        self,
+        paths: DataPaths | None,
+        default_market: Market,
+        connection: duckdb.DuckDBPyConnection | None = None,
+        bucket: ObjectStore | None = None,
+    ):
         self.paths = paths
         self.market = default_market
         self.connection = connection or duckdb.connect()
-        move_legacy_layout(paths.parquet)
+        self.source: FileSource
+        if bucket is not None:
+            self.source = BucketSource(bucket, self.connection)
+        else:
+            assert paths is not None, "a store reads local paths or a bucket"
+            move_legacy_layout(paths.parquet)
+            self.source = LocalSource(paths.parquet)
 
     def __repr__(self) -> str:
-        return f"Store({str(self.paths.parquet)!r}, market={self.market.name!r})"
+        return f"Store({self.source!r}, market={self.market.name!r})"
 
     def markets(self) -> list[str]:
         """The markets with data in the store."""
-        return sorted(p.name.removeprefix("market=") for p in self.paths.parquet.glob("market=*") if p.is_dir())
+        return self.source.markets()
 
     def dates(self, market_name: str | None = None) -> list[dt.date]:
         """The UTC dates with data of a market (default: the store's)."""
-        root = self._root(self._market(market_name))
-        return sorted(dt.date.fromisoformat(p.name.removeprefix("date=")) for p in root.glob("date=*") if p.is_dir())
+        return self.source.dates(self._market(market_name))
 
     def symbols(self, market_name: str | None = None) -> list[str]:
         """The symbols with data of a market (default: the store's), ``ALL`` (connection-wide ledger rows) left out."""
-        root = self._root(self._market(market_name))
-        found = {p.name.removeprefix("symbol=") for p in root.glob("date=*/symbol=*") if p.is_dir()}
-        return sorted(found - {ALL_SYMBOLS})
+        return sorted(self.source.symbols(self._market(market_name)) - {ALL_SYMBOLS})
 
     def kinds(self) -> list[str]:
         """Every kind ``table`` reads."""
@@ -68,15 +79,27 @@ class Store:
         each once (deduplicated by the kind's identity), with ``date`` and ``symbol``. ``ValueError`` for an unknown
         kind, symbol or market, naming the valid ones."""
         spec = readable_kind(kind)
-        chosen, names = self._symbols(symbols, market, include_all=spec.folder == "events")
-        window = time_range(start, end)
-        days = self._days(chosen, window)
-        folders = folder_files(self._root(chosen), spec, days, names)
-        where = window.sql(spec.time_column) if spec.time_column else "true"
-        sql = table_sql(spec, folders, where)
+        sql = self.table_sql(kind, symbols, start, end, market)
         if sql is None:
             return self.connection.from_arrow(empty_table(spec))
         return self.connection.sql(sql)
+
+    def table_sql(
+        self, kind: str, symbols: Symbols = None, start: TimeArg = None, end: TimeArg = None, market: str | None = None
+    ) -> str | None:
+        """The SELECT ``table`` runs, over the files visible now (None when there are none)."""
+        spec = readable_kind(kind)
+        chosen, names = self._symbols(symbols, market, include_all=spec.folder == "events")
+        window = time_range(start, end)
+        days = self._days(chosen, window)
+        source = self.source
+
+        def visible(day: dt.date, symbol: str, folder: str) -> list[str]:
+            return source.visible(chosen, day, symbol, folder)
+
+        folders = folder_files(visible, spec, days, names)
+        where = window.sql(spec.time_column) if spec.time_column else "true"
+        return table_sql(spec, folders, where, source.schema)
 
     def gaps(
         self, symbol: str, start: TimeArg = None, end: TimeArg = None, market: str | None = None
@@ -145,9 +168,6 @@ class Store:
     def _market(self, name: str | None) -> Market:
         return self.market if name is None else market(name)
 
-    def _root(self, chosen: Market) -> Path:
-        return chosen.parquet_root(self.paths.parquet)
-
     def _symbols(self, symbols: Symbols, market_name: str | None, include_all: bool) -> tuple[Market, list[str]]:
         """The market and symbols asked for: entries may name their market (``spot:BTCUSDT``); all of one market."""
         entries = [symbols] if isinstance(symbols, str) else list(symbols) if symbols is not None else []
@@ -188,5 +208,11 @@ def open(root: str | os.PathLike[str] | None = None, market: str | None = None) 
     for ``market`` unless a call names another (default: the settings' market)."""
     from harvest_pipeline.settings import load_settings
 
+    if root is not None and str(root).startswith("s3://"):
+        from harvest_pipeline.objectstore import BucketLocation, ObjectStore, s3_filesystem
+
+        settings = load_settings({"market": market})
+        bucket = ObjectStore(BucketLocation.from_url(str(root)), s3_filesystem(settings.s3_endpoint))
+        return Store(None, settings.exchange, bucket=bucket)
     settings = load_settings({"data_root": None if root is None else str(root), "market": market})
     return Store(settings.paths(), settings.exchange)

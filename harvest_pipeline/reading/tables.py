@@ -11,48 +11,54 @@ kind's time column.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from harvest_pipeline.reading.kinds import ReadableKind
-from harvest_pipeline.store.layout import COLUMNS_ADDED_LATER, kind_dir, sql_literal, visible_files
+from harvest_pipeline.store.layout import COLUMNS_ADDED_LATER, sql_literal
 
 PARTITION_COLUMNS = ("date", "symbol")
 
 
 @dataclass(frozen=True)
 class FolderFiles:
-    """The visible files of one day x symbol folder."""
+    """The visible files of one day x symbol folder (local paths or ``s3://`` URLs)."""
 
     day: dt.date
     symbol: str
-    files: list[Path]
+    files: list[str]
 
 
-def folder_files(root: Path, kind: ReadableKind, days: list[dt.date], symbols: list[str]) -> list[FolderFiles]:
+VisibleFiles = Callable[[dt.date, str, str], list[str]]
+"""``(day, symbol, kind folder) -> the files a reader sees there``."""
+SchemaOf = Callable[[str], pa.Schema]
+
+
+def folder_files(
+    visible: VisibleFiles, kind: ReadableKind, days: list[dt.date], symbols: list[str]
+) -> list[FolderFiles]:
     """The non-empty folders of ``kind`` for every day x symbol, in date then symbol order."""
     found = []
     for day in days:
         for symbol in symbols:
-            files = visible_files(kind_dir(root, day, symbol, kind.folder))
+            files = visible(day, symbol, kind.folder)
             if files:
                 found.append(FolderFiles(day, symbol, files))
     return found
 
 
-def table_sql(kind: ReadableKind, folders: list[FolderFiles], where: str) -> str | None:
+def table_sql(kind: ReadableKind, folders: list[FolderFiles], where: str, schema_of: SchemaOf) -> str | None:
     """One SELECT of ``kind``'s columns plus ``date`` and ``symbol`` over ``folders``, rows kept by ``where``
     (SQL over the columns); None when there are no files."""
     single = [f.files[0] for f in folders if len(f.files) == 1]
     several = [path for f in folders if len(f.files) > 1 for path in f.files]
     parts = []
     if single:
-        parts.append(f"SELECT * FROM ({_select(kind, single)}) WHERE {where}")
+        parts.append(f"SELECT * FROM ({_select(kind, single, schema_of)}) WHERE {where}")
     if several:
-        parts.append(f"SELECT * FROM ({_deduplicated(kind, several)}) WHERE {where}")
+        parts.append(f"SELECT * FROM ({_deduplicated(kind, several, schema_of)}) WHERE {where}")
     if not parts:
         return None
     if len(parts) == 1 and not several:
@@ -61,8 +67,8 @@ def table_sql(kind: ReadableKind, folders: list[FolderFiles], where: str) -> str
     return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY {order}"
 
 
-def _deduplicated(kind: ReadableKind, files: list[Path]) -> str:
-    return f"SELECT * FROM ({_select(kind, files)}) QUALIFY {first_of_identity(kind)}"
+def _deduplicated(kind: ReadableKind, files: list[str], schema_of: SchemaOf) -> str:
+    return f"SELECT * FROM ({_select(kind, files, schema_of)}) QUALIFY {first_of_identity(kind)}"
 
 
 def first_of_identity(kind: ReadableKind) -> str:
@@ -73,10 +79,10 @@ def first_of_identity(kind: ReadableKind) -> str:
     return f"row_number() OVER (PARTITION BY {partition} ORDER BY {keep_first}recv_time_ns, segment, line) = 1"
 
 
-def _select(kind: ReadableKind, files: list[Path]) -> str:
+def _select(kind: ReadableKind, files: list[str], schema_of: SchemaOf) -> str:
     """The schema's columns over ``files`` whatever version of the schema each was written with (a column a file
     lacks reads as its ``COLUMNS_ADDED_LATER`` value, else NULL), then ``date`` and ``symbol`` from the path."""
-    present = [set(pq.read_schema(path).names) for path in files]
+    present = [set(schema_of(path).names) for path in files]
     columns = []
     for field in kind.schema:
         name = field.name

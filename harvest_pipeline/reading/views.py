@@ -23,6 +23,7 @@ import pyarrow as pa
 from harvest_pipeline.markets import MARKETS, market
 from harvest_pipeline.paths import DataPaths
 from harvest_pipeline.reading.kinds import DAILY_SUFFIX, READABLE_KINDS, ReadableKind
+from harvest_pipeline.reading.store import Store
 from harvest_pipeline.reading.tables import PARTITION_COLUMNS, first_of_identity
 from harvest_pipeline.store.layout import COLUMNS_ADDED_LATER, sql_literal
 from harvest_pipeline.store.migration import move_legacy_layout
@@ -106,6 +107,22 @@ def define_views(connection: duckdb.DuckDBPyConnection, paths: DataPaths, defaul
     move_legacy_layout(paths.parquet)
     for statement in catalog_statements(paths.parquet, default_market):
         connection.execute(statement)
+    return defined_views(connection)
+
+
+def define_snapshot_views(store: Store) -> list[str]:
+    """On ``store``'s connection, one view per kind with files and market of a store read from a bucket: over the
+    files its manifests list at this moment (a later publication needs the views again: a new ``harvest sql``)."""
+    connection = store.connection
+    for name in store.markets():
+        for view in VIEW_KINDS:
+            sql = store.table_sql(view, market=name)
+            if sql is None:
+                continue
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+            connection.execute(f"CREATE OR REPLACE VIEW {name}.{view} AS {sql}")
+            if name == store.market.name:
+                connection.execute(f"CREATE OR REPLACE VIEW {DEFAULT_SCHEMA}.{view} AS {sql}")
     return defined_views(connection)
 
 

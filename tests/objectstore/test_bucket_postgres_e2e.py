@@ -2,7 +2,8 @@
 bucket; one Dagster on a real PostgreSQL server, driven by ``dagster-daemon`` alone, fetches their segments
 (``bucket_segments``), compacts them (``sealed_segments`` and the run queue), then the day's consolidation,
 certificate and features are materialized through the ``dagster`` CLI; everything is read back through the reader API:
-every trade the simulator issued, once, in ``prices`` and counted by ``features_1s``."""
+every trade the simulator issued, once, in ``prices`` and counted by ``features_1s``; then ``publish_parquet``
+mirrors the store to the bucket, and the reader API reads the same tables from there."""
 
 from __future__ import annotations
 
@@ -59,7 +60,22 @@ def materialize_day(env: dict[str, str], day: str, symbol: str, log: Path) -> No
     assert done.returncode == 0, log.read_text()[-3000:]
 
 
-def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed):
+def run_job(env: dict[str, str], job: str, log: Path) -> None:
+    """``dagster job execute`` of one of harvest's jobs."""
+    command = ["job", "execute", "-m", "harvest_pipeline.definitions", "-j", job]
+    with log.open("wb") as output:
+        done = subprocess.run(
+            [str(BIN / "dagster"), *command],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=180,
+        )
+    assert done.returncode == 0, log.read_text()[-3000:]
+
+
+def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed, monkeypatch):
     accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed)
     day = dt.datetime.now(dt.UTC).date().isoformat()
     paths = DataPaths.from_root(tmp_path / "dagster-host" / "data")
@@ -75,6 +91,7 @@ def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed
             stop_process(daemon, timeout_s=20)
         for symbol in SYMBOLS:
             materialize_day(env, day, symbol, tmp_path / f"materialize-{symbol}.log")
+        run_job(env, "publish_parquet", tmp_path / "publish.log")
         with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
             assert set(instance.get_dynamic_partitions("segments")) == in_bucket
             unfinished = [r.run_id for r in instance.get_runs() if not r.is_finished]
@@ -90,3 +107,11 @@ def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed
         assert len(ids) == len(set(ids)) == result.issued, f"{symbol}: every issued trade once"
         counted = store.table("features_1s", symbols=[symbol]).to_arrow_table().column("trade_count").to_pylist()
         assert sum(count or 0 for count in counted) == result.issued, f"{symbol}: features count every trade"
+
+    for name, value in bucket_env(seaweed).items():
+        monkeypatch.setenv(name, value)
+    published = hp.open(bucket_env(seaweed)["HARVEST_OBJECT_STORE"])
+    for kind in ("prices", "completeness", "features_1s"):
+        for symbol in SYMBOLS:
+            mine, theirs = store.table(kind, symbols=[symbol]), published.table(kind, symbols=[symbol])
+            assert theirs.to_arrow_table() == mine.to_arrow_table(), f"{kind} {symbol} read from the bucket"
