@@ -60,16 +60,6 @@ class ShippingState:
         return dict(self.__dict__)
 
 
-def file_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a local file."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as source:
-        while chunk := source.read(8 * 1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def backoff_s(attempt: int, initial_s: float, max_s: float, rng: random.Random) -> float:
     """Delay after failed attempt ``attempt`` (0-based): doubling from ``initial_s``, capped, jittered 50-100 %."""
     return min(max_s, initial_s * 2**attempt) * rng.uniform(0.5, 1.0)
@@ -134,6 +124,8 @@ class SegmentShipper:
     def _ship(self, segment: SealedSegment) -> int:
         meta = segment.load_meta()
         name = sealed_object_name(segment.name)
+        from harvest_pipeline.objectstore import file_digest  # pyarrow: only in collectors that ship
+
         size, sha256 = file_digest(segment.path)
         if (size, sha256) != (meta.bytes, meta.sha256):
             # bit rot on this disk: the bucket gets what the disk holds, and compaction reports the segment as it

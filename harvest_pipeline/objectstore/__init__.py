@@ -8,6 +8,6 @@ verification, list, get).
 """
 
 from harvest_pipeline.objectstore.location import BucketLocation, s3_filesystem
-from harvest_pipeline.objectstore.store import ObjectInfo, ObjectStore, UploadMismatch
+from harvest_pipeline.objectstore.store import ObjectInfo, ObjectStore, UploadMismatch, file_digest
 
-__all__ = ["BucketLocation", "ObjectInfo", "ObjectStore", "UploadMismatch", "s3_filesystem"]
+__all__ = ["BucketLocation", "ObjectInfo", "ObjectStore", "UploadMismatch", "file_digest", "s3_filesystem"]

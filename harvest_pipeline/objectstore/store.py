@@ -19,6 +19,16 @@ from harvest_pipeline.objectstore.location import BucketLocation
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a local file."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as source:
+        while chunk := source.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
 class UploadMismatch(OSError):
     """An object read back differs from what was meant to be stored (size or sha256)."""
 

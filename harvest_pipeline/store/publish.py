@@ -20,7 +20,6 @@ costs one ``stat`` per file and no request.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from typing import Any
 import orjson
 
 from harvest_pipeline.atomic_write import write_json_atomically
-from harvest_pipeline.objectstore import ObjectStore
+from harvest_pipeline.objectstore import ObjectStore, file_digest
 from harvest_pipeline.store.layout import visible_files
 
 PARQUET_OBJECT_FOLDER = "parquet"
@@ -85,14 +84,6 @@ def _signature(files: list[Path]) -> list[list[object]]:
     return signature
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _manifest(store: ObjectStore, folder: str) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = orjson.loads(store.read_bytes(f"{folder}/{MANIFEST}"))
@@ -115,8 +106,7 @@ def publish_folder(
         entries = list(previous["files"])
     else:
         for path in visible_files(local):
-            sha256 = _digest(path)
-            size = path.stat().st_size
+            size, sha256 = file_digest(path)
             name = f"{path.stem}.{sha256[:16]}.parquet"
             if name not in listed_before:
                 store.put_verified(path, f"{folder}/{name}", size, sha256)

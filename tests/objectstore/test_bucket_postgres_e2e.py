@@ -43,36 +43,25 @@ def wait_until_compacted(instance: dg.DagsterInstance, names: set[str], deadline
     raise AssertionError(f"not every segment compacted in time; daemon log {log}:\n{log.read_text()[-3000:]}")
 
 
+def dagster_cli(env: dict[str, str], arguments: list[str], log: Path) -> None:
+    """One ``dagster`` command on harvest's definitions, as an operator runs it; its output goes to ``log``."""
+    with log.open("wb") as output:
+        done = subprocess.run(
+            [str(BIN / "dagster"), *arguments, "-m", "harvest_pipeline.definitions"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=180,
+        )
+    assert done.returncode == 0, log.read_text()[-3000:]
+
+
 def materialize_day(env: dict[str, str], day: str, symbol: str, log: Path) -> None:
     """``dagster asset materialize`` of the day's consolidation, certificate and features of ``symbol``."""
     keys = [daily_asset_key(kind).to_user_string() for kind in CONSOLIDATED_KINDS]
     selection = ",".join([*keys, "completeness", "features_1s"])
-    command = ["asset", "materialize", "-m", "harvest_pipeline.definitions", "--select", selection]
-    with log.open("wb") as output:
-        done = subprocess.run(
-            [str(BIN / "dagster"), *command, "--partition", f"{day}|{symbol}"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            timeout=180,
-        )
-    assert done.returncode == 0, log.read_text()[-3000:]
-
-
-def run_job(env: dict[str, str], job: str, log: Path) -> None:
-    """``dagster job execute`` of one of harvest's jobs."""
-    command = ["job", "execute", "-m", "harvest_pipeline.definitions", "-j", job]
-    with log.open("wb") as output:
-        done = subprocess.run(
-            [str(BIN / "dagster"), *command],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            timeout=180,
-        )
-    assert done.returncode == 0, log.read_text()[-3000:]
+    dagster_cli(env, ["asset", "materialize", "--select", selection, "--partition", f"{day}|{symbol}"], log)
 
 
 def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed, monkeypatch):
@@ -91,7 +80,7 @@ def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed
             stop_process(daemon, timeout_s=20)
         for symbol in SYMBOLS:
             materialize_day(env, day, symbol, tmp_path / f"materialize-{symbol}.log")
-        run_job(env, "publish_parquet", tmp_path / "publish.log")
+        dagster_cli(env, ["job", "execute", "-j", "publish_parquet"], tmp_path / "publish.log")
         with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
             assert set(instance.get_dynamic_partitions("segments")) == in_bucket
             unfinished = [r.run_id for r in instance.get_runs() if not r.is_finished]
