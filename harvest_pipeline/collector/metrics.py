@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from harvest_pipeline.collector.buffer import BoundedLineQueue, DropLedger
+from harvest_pipeline.collector.shipper import ShippingState
 from harvest_pipeline.collector.streams import StreamState
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,37 @@ class CollectorMetrics:
     ) -> None:
         """Export the live per-stream counters, queue and drop figures, and this process's RSS."""
         self.registry.register(_LiveCollector(streams, queue, ledger, clock))
+
+    def watch_shipping(self, state: ShippingState) -> None:
+        """Export the shipper's backlog, totals and failures."""
+        self.registry.register(_ShippingCollector(state))
+
+
+class _ShippingCollector(Collector):
+    """The shipper's figures (``collector.shipper.ShippingState``), read at scrape time."""
+
+    def __init__(self, state: ShippingState):
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        state = self._state
+        yield GaugeMetricFamily(
+            "harvest_ship_backlog_segments",
+            "Sealed segments waiting locally to be shipped",
+            value=state.backlog_segments,
+        )
+        yield GaugeMetricFamily("harvest_ship_backlog_bytes", "Bytes of those segments", value=state.backlog_bytes)
+        yield CounterMetricFamily(
+            "harvest_shipped_segments", "Segments shipped and verified", value=state.shipped_segments
+        )
+        yield CounterMetricFamily("harvest_shipped_bytes", "Bytes shipped and verified", value=state.shipped_bytes)
+        yield CounterMetricFamily("harvest_ship_failures", "Failed shipping attempts (retried)", value=state.failures)
+        if state.last_success_ns is not None:
+            yield GaugeMetricFamily(
+                "harvest_ship_last_success_timestamp_seconds",
+                "When the last segment was shipped (Unix seconds)",
+                value=state.last_success_ns / 1e9,
+            )
 
 
 class _LiveCollector(Collector):

@@ -160,6 +160,8 @@ class CollectorService:
         self.refresher: SymbolRefresher | None = None
         self.down_time = DownTime(config, self.intake, self.open_dir, paths.sealed_segments, self.namer.boot_id)
         self.shipper = build_shipper(config, paths.sealed_segments, self._rng)
+        if self.shipper is not None:
+            self.metrics.watch_shipping(self.shipper.state)
 
     @property
     def symbols(self) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ drains, and the segments read back from the bucket alone reconcile per stream wi
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,14 @@ PREFIX = "team/usdm"
 
 def shipping(collector: CollectorProcess) -> dict[str, Any]:
     return collector.health()[1]["shipping"]
+
+
+def metric(collector: CollectorProcess, name: str) -> float:
+    """One unlabelled sample of the collector's ``/metrics``."""
+    with urllib.request.urlopen(f"{collector.info['metrics_url']}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    [value] = [line.split()[1] for line in text.splitlines() if line.split(" ")[0] == name]
+    return float(value)
 
 
 def test_a_30_s_outage_of_the_bucket_costs_disk_not_data(tmp_path: Path, seaweed: SeaweedS3) -> None:
@@ -39,6 +48,7 @@ def test_a_30_s_outage_of_the_bucket_costs_disk_not_data(tmp_path: Path, seaweed
         seaweed.stop()
         time.sleep(OUTAGE_S)
         status, during = collector.health()
+        backlog_metric = metric(collector, "harvest_ship_backlog_segments")
         local_during = len(segments.list_sealed_segments(sealed_root))
         seaweed.start()
         wait_for(
@@ -47,6 +57,7 @@ def test_a_30_s_outage_of_the_bucket_costs_disk_not_data(tmp_path: Path, seaweed
             "the backlog drained",
         )
         drained = collector.health()
+        shipped_metric = metric(collector, "harvest_shipped_segments_total")
         accounting = sim.stop()
         assert collector.terminate() == 0
     finally:
@@ -58,6 +69,7 @@ def test_a_30_s_outage_of_the_bucket_costs_disk_not_data(tmp_path: Path, seaweed
     assert status == 503 and any(p.startswith("shipping to s3://") for p in during["problems"]), during["problems"]
     assert backlog["backlog_segments"] >= 15 and backlog["failures"] >= 3, "a segment a second piled up locally"
     assert local_during >= backlog["backlog_segments"], "the backlog is on local disk"
+    assert backlog_metric >= 15 and shipped_metric >= backlog_metric, "the metrics say the same"
     assert drained[0] == 200 or not any(p.startswith("shipping") for p in drained[1]["problems"])
     assert len(segments.list_sealed_segments(sealed_root)) == 1, "only the newest local copy stays, for resume"
 
