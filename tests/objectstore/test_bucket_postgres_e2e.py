@@ -1,9 +1,10 @@
 """The deployment of docs/scaling.md on one machine: two collectors on their own data roots ship into a real SeaweedFS
-bucket; one Dagster on a real PostgreSQL server, driven by ``dagster-daemon`` alone, fetches their segments
-(``bucket_segments``), compacts them (``sealed_segments`` and the run queue), then the day's consolidation,
-certificate and features are materialized through the ``dagster`` CLI; everything is read back through the reader API:
-every trade the simulator issued, once, in ``prices`` and counted by ``features_1s``; then ``publish_parquet``
-mirrors the store to the bucket, and the reader API reads the same tables from there."""
+bucket, which goes down for 30 s while they record (both backlogs drain after); one Dagster on a real PostgreSQL
+server, driven by ``dagster-daemon`` alone, fetches their segments (``bucket_segments``), compacts them
+(``sealed_segments`` and the run queue), then the day's consolidation, certificate and features are materialized
+through the ``dagster`` CLI; everything is read back through the reader API: every trade the simulator issued, once,
+in ``prices`` and counted by ``features_1s``; then ``publish_parquet`` mirrors the store to the bucket, and the
+reader API reads the same tables from there."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from tests.ops.postgres_server import running_postgres
 from tests.processes import stop_process
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
+OUTAGE_S = 30.0
+"""The S3 server is down this long while both collectors record; their backlogs must drain after."""
 pytestmark = pytest.mark.timeout(420)
 
 
@@ -65,7 +68,7 @@ def materialize_day(env: dict[str, str], day: str, symbol: str, log: Path) -> No
 
 
 def test_two_collectors_a_bucket_and_one_dagster_on_postgresql(tmp_path, seaweed, monkeypatch):
-    accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed)
+    accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed, outage_s=OUTAGE_S)
     day = dt.datetime.now(dt.UTC).date().isoformat()
     paths = DataPaths.from_root(tmp_path / "dagster-host" / "data")
     with running_postgres() as server:

@@ -6,6 +6,8 @@ certificate finds no hole; the reader API returns every trade the simulator issu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import pytest
@@ -18,13 +20,13 @@ from harvest_pipeline import segments
 from sensors.bucket import bucket_segments
 from sensors.segments import sealed_segments
 from tests.e2e.healing import certify_days, reconcile_trades
+from tests.objectstore.seaweed import SeaweedS3
 from tests.objectstore.two_hosts import bucket_env, record_on_two_hosts
 
 
-def test_two_collectors_one_bucket_one_dagster_every_trade_once(tmp_path, seaweed, monkeypatch):
-    accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed)
-    assert {segments.segment_collector_id(name) for name in in_bucket} == {"tokyo1", "frankfurt1"}
-
+def compact_on_the_dagster_host(tmp_path: Path, seaweed: SeaweedS3, in_bucket: set[str], monkeypatch) -> Path:
+    """The third host: ``bucket_segments`` fetches every segment, ``sealed_segments`` requests their compaction, the
+    compaction asset runs each request on a Dagster instance; returns that host's data root."""
     for name, value in bucket_env(seaweed).items():
         monkeypatch.setenv(name, value)
     data_root = tmp_path / "dagster-host" / "data"
@@ -54,6 +56,13 @@ def test_two_collectors_one_bucket_one_dagster_every_trade_once(tmp_path, seawee
                 request.tags[ASSET_PARTITION_RANGE_START_TAG] in keys
                 and request.tags[ASSET_PARTITION_RANGE_END_TAG] in keys
             )
+    return data_root
+
+
+def test_two_collectors_one_bucket_one_dagster_every_trade_once(tmp_path, seaweed, monkeypatch):
+    accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed)
+    assert {segments.segment_collector_id(name) for name in in_bucket} == {"tokyo1", "frankfurt1"}
+    data_root = compact_on_the_dagster_host(tmp_path, seaweed, in_bucket, monkeypatch)
 
     parquet = data_root / "parquet" / "market=usdm"
     parts = list(parquet.glob("date=*/symbol=BTCUSDT/kind=prices/part-*.parquet"))
@@ -68,6 +77,21 @@ def test_two_collectors_one_bucket_one_dagster_every_trade_once(tmp_path, seawee
         trades = hp.open(data_root).table("prices", symbols=[symbol]).to_arrow_table()
         ids = trades.column("agg_trade_id").to_pylist()
         assert len(ids) == len(set(ids)) == result.issued, f"{symbol}: every issued trade once, redundant or not"
+
+
+def test_what_both_collectors_missed_is_left_as_a_hole_after_the_merge_and_declared(tmp_path, seaweed, monkeypatch):
+    """Every connection of both is cut at once (REST backfill off): the trades neither received are the holes the
+    merged day's certificate reports, each declared by a collector's record, and nothing else is missing."""
+    accounting, in_bucket = record_on_two_hosts(tmp_path, seaweed, drop_all=True)
+    data_root = compact_on_the_dagster_host(tmp_path, seaweed, in_bucket, monkeypatch)
+    parquet = data_root / "parquet" / "market=usdm"
+    certificates = certify_days(parquet, "BTCUSDT")
+    result = reconcile_trades(data_root, accounting, certificates, "BTCUSDT")
+    assert result.missing == [], "every trade not stored lies in a declared hole"
+    assert result.declared, "the trades both collectors missed are a hole after the merge"
+    stored = sum(result.stored_by_source.values())
+    holes = sum(high - low + 1 for low, high, _ in result.declared)
+    assert stored + holes == result.issued, "stored once, or in a hole, never both"
 
 
 pytestmark = pytest.mark.timeout(300)

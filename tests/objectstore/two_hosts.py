@@ -16,11 +16,17 @@ def shipped(collector: CollectorProcess) -> int:
     return collector.health()[1]["shipping"]["shipped_segments"]
 
 
-def record_on_two_hosts(tmp_path: Path, seaweed: SeaweedS3) -> tuple[dict, set[str]]:
-    """Run both collectors (frankfurt1 killed midway) until the simulator stops; returns its accounting and the
-    names of the segments each collector sealed locally or shipped."""
+def record_on_two_hosts(
+    tmp_path: Path, seaweed: SeaweedS3, outage_s: float = 0.0, drop_all: bool = False
+) -> tuple[dict, set[str]]:
+    """Run both collectors until the simulator stops: frankfurt1 is killed with -9 midway; with ``outage_s`` the S3
+    server is stopped that long while both record (their backlogs must drain after); with ``drop_all`` every
+    connection of both is cut at once, with the REST backfill off, so both miss the same trades. Returns the
+    simulator's accounting and the names of the segments in the bucket."""
     sim = SimulatorProcess(tmp_path, symbols="BTCUSDT,ETHUSDT", rate=2.0)
     bucket = {"object_store": f"s3://{seaweed.bucket}/{PREFIX}", "segment_max_age_s": 1.0, "ship_retry_max_s": 2.0}
+    if drop_all:
+        bucket["backfill"] = False
     hosts = {name: tmp_path / name for name in ("tokyo", "frankfurt")}
     for host in hosts.values():
         host.mkdir()
@@ -30,6 +36,15 @@ def record_on_two_hosts(tmp_path: Path, seaweed: SeaweedS3) -> tuple[dict, set[s
     frankfurt = CollectorProcess(hosts["frankfurt"], sim, seaweed.env(), collector_id="frankfurt1", **bucket)
     try:
         wait_for(lambda: shipped(tokyo) >= 2 and shipped(frankfurt) >= 2, 30, "both collectors shipping")
+        if outage_s:
+            seaweed.stop()
+            time.sleep(outage_s)
+            assert backlog(tokyo) > 0 and backlog(frankfurt) > 0, "both piled up segments during the outage"
+            seaweed.start()
+            wait_for(lambda: backlog(tokyo) == 0 and backlog(frankfurt) == 0, 60, "both backlogs drained")
+        if drop_all:
+            sim.fault({"fault": "drop_all"})
+            time.sleep(2.0)
         frankfurt.kill()
         time.sleep(3.0)
         accounting = sim.stop()
@@ -39,6 +54,10 @@ def record_on_two_hosts(tmp_path: Path, seaweed: SeaweedS3) -> tuple[dict, set[s
             if process.poll() is None:
                 process.kill()
     return accounting, names_in_bucket(seaweed)
+
+
+def backlog(collector: CollectorProcess) -> int:
+    return collector.health()[1]["shipping"]["backlog_segments"]
 
 
 def names_in_bucket(seaweed: SeaweedS3) -> set[str]:
