@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from harvest_pipeline.objectstore import BucketLocation, ObjectStore
+from harvest_pipeline.segments import META_SUFFIX, SEALED_SUFFIX
 from tests.collector.harness import CollectorProcess, SimulatorProcess, wait_for
 from tests.objectstore.seaweed import SeaweedS3
 
@@ -61,8 +62,15 @@ def backlog(collector: CollectorProcess) -> int:
 
 
 def names_in_bucket(seaweed: SeaweedS3) -> set[str]:
+    """The complete segments in the bucket: data object and sidecar (a collector killed between the two leaves a data
+    object alone, which no reader takes)."""
     objects = ObjectStore(BucketLocation(seaweed.bucket, PREFIX), seaweed.filesystem()).list_objects("segments")
-    return {o.name.rsplit("/", 1)[-1].removesuffix(".jsonl") for o in objects if o.name.endswith(".jsonl")}
+    names = {o.name for o in objects}
+    return {
+        name.rsplit("/", 1)[-1].removesuffix(SEALED_SUFFIX)
+        for name in names
+        if name.endswith(SEALED_SUFFIX) and name + META_SUFFIX in names
+    }
 
 
 def bucket_env(seaweed: SeaweedS3) -> dict[str, str]:
