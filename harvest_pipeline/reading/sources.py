@@ -65,17 +65,15 @@ class LocalSource:
         return pq.read_schema(file)
 
 
-class S3Filesystem:
-    """pyarrow's S3 filesystem as the fsspec filesystem DuckDB's ``register_filesystem`` takes, for ``s3://``."""
+def duckdb_filesystem(store: ObjectStore) -> object:
+    """pyarrow's S3 filesystem of ``store`` as the fsspec filesystem DuckDB's ``register_filesystem`` takes, for
+    ``s3://`` URLs."""
+    from fsspec.implementations.arrow import ArrowFSWrapper  # type: ignore[import-untyped]
 
-    @staticmethod
-    def wrap(store: ObjectStore) -> object:
-        from fsspec.implementations.arrow import ArrowFSWrapper  # type: ignore[import-untyped]
+    class S3Wrapper(ArrowFSWrapper):
+        protocol = "s3"
 
-        class Wrapper(ArrowFSWrapper):
-            protocol = "s3"
-
-        return Wrapper(store.fs)
+    return S3Wrapper(store.fs)
 
 
 class BucketSource:
@@ -83,7 +81,7 @@ class BucketSource:
 
     def __init__(self, store: ObjectStore, connection: duckdb.DuckDBPyConnection):
         self.store = store
-        connection.register_filesystem(S3Filesystem.wrap(store))
+        connection.register_filesystem(duckdb_filesystem(store))
 
     def __repr__(self) -> str:
         return repr(f"{self.store.location.url}/{PARQUET_OBJECT_FOLDER}")

@@ -20,7 +20,6 @@ costs one ``stat`` per file and no request.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,8 +53,7 @@ class PublishResult:
 
 def kind_folders(parquet_root: Path) -> Iterator[Path]:
     """Every ``market=/date=/symbol=/kind=`` folder of the store, in name order."""
-    for pattern in ("market=*/date=*/symbol=*/kind=*",):
-        yield from sorted(p for p in parquet_root.glob(pattern) if p.is_dir())
+    yield from sorted(p for p in parquet_root.glob("market=*/date=*/symbol=*/kind=*") if p.is_dir())
 
 
 def folder_object_name(relative: str) -> str:
@@ -65,14 +63,9 @@ def folder_object_name(relative: str) -> str:
 
 def read_manifest(store: ObjectStore, folder: str) -> list[str] | None:
     """The object names (relative to the prefix) a reader reads in bucket ``folder``; None when unpublished."""
-    try:
-        manifest = orjson.loads(store.read_bytes(f"{folder}/{MANIFEST}"))
-    except (FileNotFoundError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "Path does not exist" in str(exc):
-            return None
-        raise
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{folder}/{MANIFEST}: manifest format {manifest.get('format')} is not {MANIFEST_FORMAT}")
+    manifest = _manifest(store, folder)
+    if "published_at_ns" not in manifest:
+        return None
     return [f"{folder}/{entry['object']}" for entry in manifest["files"]]
 
 
@@ -85,10 +78,13 @@ def _signature(files: list[Path]) -> list[list[object]]:
 
 
 def _manifest(store: ObjectStore, folder: str) -> dict[str, Any]:
+    """The folder's manifest; an empty one (no ``published_at_ns``) when it was never published."""
     try:
         manifest: dict[str, Any] = orjson.loads(store.read_bytes(f"{folder}/{MANIFEST}"))
     except FileNotFoundError:
         return {"format": MANIFEST_FORMAT, "files": [], "retired": []}
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{folder}/{MANIFEST}: manifest format {manifest.get('format')} is not {MANIFEST_FORMAT}")
     return manifest
 
 
@@ -178,4 +174,4 @@ def publish_store(parquet_root: Path, store: ObjectStore, state_path: Path, grac
 
 def state_path_of(data_root: Path) -> Path:
     """Where a data root remembers what it published."""
-    return Path(os.fspath(data_root)) / STATE_FILE
+    return data_root / STATE_FILE
